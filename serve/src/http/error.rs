@@ -1,0 +1,30 @@
+//! The one place a [`ServeError`] becomes an HTTP status and a JSON body
+//! `{"error": "..."}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::ServeError;
+
+impl ResponseError for ServeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ServeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            ServeError::ModelNotFound(_) | ServeError::VersionNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ServeError::ModelNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::Inference { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        error_body(self.status_code(), &self.to_string())
+    }
+}
+
+/// A JSON error response, for errors that are not about a model (routing).
+pub fn error_body(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": message }))
+}

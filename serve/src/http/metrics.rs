@@ -1,0 +1,32 @@
+//! `/metrics` and the middleware that counts every response by route and status.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpResponse};
+
+use super::AppState;
+use crate::prometheus::record_http;
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn render(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// Counts the response to every request, labelled by the matched route
+/// pattern (never the raw path, which would explode label cardinality).
+pub async fn count_responses(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let method = request.method().to_string();
+    let response = next.call(request).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    record_http(&method, &route, response.status().as_u16());
+    Ok(response)
+}

@@ -1,0 +1,112 @@
+//! The REST transport (actix-web): Open Inference Protocol V2, the V1
+//! `:predict` shape, health and metrics. Handlers parse their wire format,
+//! call the model domain, and map [`crate::ServeError`] in `error.rs`.
+
+mod body;
+mod error;
+mod health;
+mod metrics;
+mod numbers;
+mod v1;
+mod v2;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Resource};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::model::ModelRepository;
+use crate::shutdown::Draining;
+pub use error::error_body;
+
+/// What every handler shares.
+pub struct AppState {
+    pub repository: Arc<ModelRepository>,
+    pub draining: Draining,
+    pub metrics: PrometheusHandle,
+    pub max_body_bytes: usize,
+}
+
+/// How the HTTP server runs.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub host: String,
+    pub port: u16,
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Duration,
+}
+
+/// Binds the listener and returns the server (not yet awaited) and the
+/// addresses it listens on. Signals are handled by [`crate::shutdown`].
+pub fn bind(state: AppState, options: &HttpOptions) -> std::io::Result<(Server, Vec<SocketAddr>)> {
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(metrics::count_responses))
+            .configure(routes)
+            .default_service(web::to(no_route))
+    })
+    .disable_signals()
+    .shutdown_timeout(options.shutdown_timeout.as_secs())
+    .bind((options.host.as_str(), options.port))?;
+    if let Some(workers) = options.workers {
+        server = server.workers(workers);
+    }
+    let addrs = server.addrs();
+    Ok((server.run(), addrs))
+}
+
+/// Every route, each answering 405 with a JSON error for other methods.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v2").route(web::get().to(v2::server_metadata)))
+        .service(resource("/v2/health/live").route(web::get().to(health::live)))
+        .service(resource("/v2/health/ready").route(web::get().to(health::ready)))
+        .service(
+            resource("/v2/repository/index")
+                .route(web::post().to(v2::repository_index))
+                .route(web::get().to(v2::repository_index)),
+        )
+        .service(resource("/v2/models/{model}").route(web::get().to(v2::model_metadata)))
+        .service(resource("/v2/models/{model}/ready").route(web::get().to(v2::model_ready)))
+        .service(resource("/v2/models/{model}/infer").route(web::post().to(v2::infer)))
+        .service(
+            resource("/v2/models/{model}/versions/{version}")
+                .route(web::get().to(v2::model_metadata)),
+        )
+        .service(
+            resource("/v2/models/{model}/versions/{version}/ready")
+                .route(web::get().to(v2::model_ready)),
+        )
+        .service(
+            resource("/v2/models/{model}/versions/{version}/infer")
+                .route(web::post().to(v2::infer)),
+        )
+        .service(resource("/v1/models").route(web::get().to(v1::list_models)))
+        .service(resource("/v1/models/{model}:predict").route(web::post().to(v1::predict)))
+        .service(resource("/v1/models/{model}").route(web::get().to(v1::model_status)))
+        .service(resource("/metrics").route(web::get().to(metrics::render)));
+}
+
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn no_route(request: HttpRequest) -> HttpResponse {
+    error_body(
+        StatusCode::NOT_FOUND,
+        &format!("no route for {} {}", request.method(), request.path()),
+    )
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    error_body(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{} is not allowed on {}", request.method(), request.path()),
+    )
+}

@@ -1,0 +1,15 @@
+//! modelops `serve`: an inference server for ONNX classifiers.
+//!
+//! The domain (`model`) knows nothing of transports; transports (`http`) parse
+//! their wire format into the domain's request and map [`ServeError`] back.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod prometheus;
+pub mod shutdown;
+
+pub use error::ServeError;

@@ -1,0 +1,54 @@
+//! The `serve` binary: wiring only.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use serve::config::Config;
+use serve::http::{self, AppState, HttpOptions};
+use serve::model::ModelRepository;
+use serve::shutdown::{self, Draining};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let metrics = serve::prometheus::install().map_err(anyhow::Error::msg)?;
+    let repository = ModelRepository::load(&config.model_sources()).context("loading models")?;
+    let draining = Draining::default();
+    let state = AppState {
+        repository: Arc::new(repository),
+        draining: draining.clone(),
+        metrics,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let options = HttpOptions {
+        host: config.host.clone(),
+        port: config.port,
+        workers: config.workers,
+        shutdown_timeout: Duration::from_secs(config.shutdown_timeout_seconds),
+    };
+    let (server, addrs) = http::bind(state, &options)
+        .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+    for addr in &addrs {
+        tracing::info!("listening on http://{addr}");
+    }
+    let drain = Duration::from_secs_f64(config.drain_seconds.max(0.0));
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = shutdown::on_signal(handle.clone(), draining, drain).await {
+            tracing::error!(error = %e, "cannot listen for signals; stopping");
+            handle.stop(true).await;
+        }
+    });
+    server.await.context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The domain's request: a `[rows, features]` matrix in the model's element
+//! type, built from whatever numbers a transport parsed.
+
+use tract_onnx::prelude::*;
+
+use super::signature::{ElementType, Signature};
+use crate::ServeError;
+
+/// Rows of features, validated against a model's signature.
+#[derive(Debug)]
+pub struct FeatureMatrix {
+    rows: usize,
+    tensor: Tensor,
+}
+
+impl FeatureMatrix {
+    /// Converts row-major `values` to the model's input type. `what` names
+    /// the input in error messages (e.g. "input `X`").
+    ///
+    /// Rejects a wrong element count, non-integers for integer inputs and
+    /// values that are not finite in the model's type.
+    pub fn from_values(
+        signature: &Signature,
+        values: &[f64],
+        what: &str,
+    ) -> Result<FeatureMatrix, ServeError> {
+        let features = signature.features;
+        if values.is_empty() {
+            return Err(ServeError::invalid(format!("{what} has no rows")));
+        }
+        if !values.len().is_multiple_of(features) {
+            return Err(ServeError::invalid(format!(
+                "{what}: {} values do not make whole rows of {features} features",
+                values.len()
+            )));
+        }
+        let rows = values.len() / features;
+        let shape = [rows, features];
+        let bad = |ix: usize, why: &str| {
+            ServeError::invalid(format!(
+                "{what}: value {} at row {}, feature {} {why}",
+                values[ix],
+                ix / features,
+                ix % features
+            ))
+        };
+        let tensor = match signature.input_type {
+            ElementType::F32 => {
+                let mut out = Vec::with_capacity(values.len());
+                for (ix, &v) in values.iter().enumerate() {
+                    let x = v as f32;
+                    if !x.is_finite() {
+                        return Err(bad(ix, "is not a finite FP32 number"));
+                    }
+                    out.push(x);
+                }
+                tract_ndarray::Array2::from_shape_vec(shape, out).map(Tensor::from)
+            }
+            ElementType::F64 => {
+                if let Some(ix) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(ix, "is not a finite number"));
+                }
+                tract_ndarray::Array2::from_shape_vec(shape, values.to_vec()).map(Tensor::from)
+            }
+            ElementType::I32 | ElementType::I64 => {
+                let (min, max) = match signature.input_type {
+                    ElementType::I32 => (i32::MIN as f64, i32::MAX as f64),
+                    _ => (-(2f64.powi(63)), 2f64.powi(63)),
+                };
+                if let Some(ix) = values
+                    .iter()
+                    .position(|v| v.fract() != 0.0 || *v < min || *v >= max)
+                {
+                    let name = signature.input_type.v2_name();
+                    return Err(bad(ix, &format!("is not an {name} integer")));
+                }
+                let ints: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+                let array = tract_ndarray::Array2::from_shape_vec(shape, ints);
+                match signature.input_type {
+                    ElementType::I32 => array.map(|a| Tensor::from(a.mapv(|v| v as i32))),
+                    _ => array.map(Tensor::from),
+                }
+            }
+        }
+        .map_err(|e| ServeError::invalid(format!("{what}: {e}")))?;
+        Ok(FeatureMatrix { rows, tensor })
+    }
+
+    /// `rows` rows of zeros, for smoke runs and benchmarks.
+    pub fn zeros(signature: &Signature, rows: usize) -> Result<FeatureMatrix, ServeError> {
+        let values = vec![0.0; rows * signature.features];
+        FeatureMatrix::from_values(signature, &values, "zeros")
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(super) fn into_tensor(self) -> Tensor {
+        self.tensor
+    }
+}

@@ -1,0 +1,85 @@
+//! Prometheus metrics, named after Triton's so operators recognise them
+//! (`nv_inference_*` becomes `modelops_inference_*`), labelled by model and
+//! version; plus HTTP responses by route and status.
+
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::model::{LoadedModel, Predictions};
+use crate::ServeError;
+
+pub const REQUEST_SUCCESS: &str = "modelops_inference_request_success_total";
+pub const REQUEST_FAILURE: &str = "modelops_inference_request_failure_total";
+/// Rows scored (Triton's inference count).
+pub const INFERENCE_COUNT: &str = "modelops_inference_count_total";
+/// Model executions (Triton's execution count; below the row count once batching merges requests).
+pub const EXECUTION_COUNT: &str = "modelops_inference_exec_count_total";
+pub const REQUEST_DURATION: &str = "modelops_inference_request_duration_seconds";
+/// Time from receiving a request to the model starting on it.
+pub const QUEUE_DURATION: &str = "modelops_inference_queue_duration_seconds";
+pub const COMPUTE_DURATION: &str = "modelops_inference_compute_duration_seconds";
+pub const HTTP_RESPONSES: &str = "modelops_http_responses_total";
+
+/// Latency buckets from 10 µs to 10 s.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.5, 1.0, 10.0,
+];
+
+/// Installs the process-wide recorder; the handle renders `/metrics`.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_duration_seconds".into()),
+            &DURATION_BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    Ok(handle)
+}
+
+/// Records one inference request against `model`.
+pub fn record_inference(
+    model: &LoadedModel,
+    outcome: Result<&Predictions, &ServeError>,
+    request: Duration,
+    queue: Duration,
+) {
+    let labels = [
+        ("model", model.name.clone()),
+        ("version", model.version.to_string()),
+    ];
+    match outcome {
+        Ok(predictions) => {
+            counter!(REQUEST_SUCCESS, &labels).increment(1);
+            counter!(INFERENCE_COUNT, &labels).increment(predictions.rows as u64);
+            counter!(EXECUTION_COUNT, &labels).increment(1);
+            histogram!(REQUEST_DURATION, &labels).record(request);
+            histogram!(QUEUE_DURATION, &labels).record(queue);
+            histogram!(COMPUTE_DURATION, &labels).record(predictions.compute);
+        }
+        Err(error) => {
+            let [model, version] = labels;
+            counter!(
+                REQUEST_FAILURE,
+                &[model, version, ("reason", error.kind().to_string())]
+            )
+            .increment(1);
+        }
+    }
+}
+
+/// Counts one HTTP response; `route` is the matched pattern, never the raw path.
+pub fn record_http(method: &str, route: &str, status: u16) {
+    counter!(
+        HTTP_RESPONSES,
+        "method" => method.to_string(),
+        "route" => route.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}

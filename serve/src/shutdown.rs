@@ -1,0 +1,53 @@
+//! Graceful shutdown. The first SIGTERM or SIGINT flips readiness to 503 and
+//! keeps serving for the drain window (load balancers need time to notice),
+//! then the listener closes and in-flight requests finish. A second signal
+//! ends the drain window early.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Shared "are we going away" flag, read by the readiness endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn start(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Waits for a signal, drains, then stops `server` gracefully.
+pub async fn on_signal(
+    server: ServerHandle,
+    draining: Draining,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    draining.start();
+    tracing::info!(
+        signal = name,
+        drain_seconds = drain.as_secs_f64(),
+        "draining: readiness reports 503"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(drain) => {}
+        _ = term.recv() => tracing::info!("second signal: ending the drain window"),
+        _ = int.recv() => tracing::info!("second signal: ending the drain window"),
+    }
+    tracing::info!("closing the listener; finishing in-flight requests");
+    server.stop(true).await;
+    Ok(())
+}

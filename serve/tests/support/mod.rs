@@ -1,0 +1,247 @@
+//! Test support: runs the real `serve` binary on a free loopback port and
+//! talks to it over HTTP.
+
+#![allow(dead_code)] // each test target uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root (where `models/` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A running `serve` process, killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    log: Arc<Mutex<Vec<String>>>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// Starts `serve --port 0 ARGS...` and waits until it listens.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .current_dir(repo_root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "serve did not start; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Server {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            log,
+            agent,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `GET path` → (status, JSON body or the raw text as a JSON string).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.agent.get(&self.url(path)).call().expect("GET");
+        read(response)
+    }
+
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let mut response = self.agent.get(&self.url(path)).call().expect("GET");
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .agent
+            .post(&self.url(path))
+            .header("content-type", "application/json")
+            .send(body)
+            .expect("POST");
+        read(response)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post(path, &body.to_string())
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(status.unwrap().success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A held-back test set and onnxruntime's answers on it.
+pub struct Reference {
+    pub rows: Vec<Vec<f64>>,
+    pub labels: Vec<Value>,
+    pub probabilities: Vec<Vec<f64>>,
+    pub classes: Vec<Value>,
+}
+
+impl Reference {
+    /// Reads `test.csv` (features then `label`) and `reference.json`.
+    pub fn load(test_csv: &Path, reference_json: &Path) -> Reference {
+        let text = std::fs::read_to_string(test_csv).unwrap();
+        let rows = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                let cells: Vec<&str> = line.split(',').collect();
+                cells[..cells.len() - 1]
+                    .iter()
+                    .map(|c| c.parse::<f64>().unwrap())
+                    .collect()
+            })
+            .collect();
+        let reference: Value =
+            serde_json::from_str(&std::fs::read_to_string(reference_json).unwrap()).unwrap();
+        let probabilities = reference["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_f64().unwrap())
+                    .collect()
+            })
+            .collect();
+        Reference {
+            rows,
+            labels: reference["labels"].as_array().unwrap().clone(),
+            probabilities,
+            classes: reference["classes"].as_array().unwrap().clone(),
+        }
+    }
+
+    /// The bundled model `name` under `models/`.
+    pub fn bundled(name: &str) -> Reference {
+        let dir = repo_root().join("models").join(name);
+        Reference::load(&dir.join("test.csv"), &dir.join("reference.json"))
+    }
+
+    pub fn features(&self) -> usize {
+        self.rows[0].len()
+    }
+}
+
+/// A V2 inference request body for `rows` as FP32 with a flat `data`.
+pub fn v2_request(input: &str, rows: &[Vec<f64>]) -> Value {
+    let width = rows.first().map_or(0, Vec::len);
+    let data: Vec<f64> = rows.iter().flatten().copied().collect();
+    serde_json::json!({
+        "inputs": [{ "name": input, "shape": [rows.len(), width], "datatype": "FP32", "data": data }]
+    })
+}
+
+/// The named output tensor of a V2 response.
+pub fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
+    response["outputs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outputs in {response}"))
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {response}"))
+}
+
+/// An error body's message, asserting the body has the `{"error": ...}` shape.
+pub fn error_text(body: &Value) -> String {
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+        .to_string()
+}
