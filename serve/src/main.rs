@@ -35,19 +35,19 @@ async fn main() -> anyhow::Result<()> {
         workers: config.workers,
         shutdown_timeout: Duration::from_secs(config.shutdown_timeout_seconds),
     };
+    let signals = shutdown::Signals::install().context("installing signal handlers")?;
     let (server, addrs) = http::bind(state, &options)
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     for addr in &addrs {
         tracing::info!("listening on http://{addr}");
     }
     let drain = Duration::from_secs_f64(config.drain_seconds.max(0.0));
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        if let Err(e) = shutdown::on_signal(handle.clone(), draining, drain).await {
-            tracing::error!(error = %e, "cannot listen for signals; stopping");
-            handle.stop(true).await;
-        }
-    });
+    actix_web::rt::spawn(shutdown::on_signal(
+        signals,
+        server.handle(),
+        draining,
+        drain,
+    ));
     server.await.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())

@@ -24,14 +24,30 @@ impl Draining {
     }
 }
 
+/// SIGTERM and SIGINT, caught from the moment this is created (create it
+/// before announcing the listener, or an early signal kills the process).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Waits for a signal, drains, then stops `server` gracefully.
 pub async fn on_signal(
+    signals: Signals,
     server: ServerHandle,
     draining: Draining,
     drain: Duration,
-) -> std::io::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+) {
+    let Signals { mut term, mut int } = signals;
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
@@ -49,5 +65,4 @@ pub async fn on_signal(
     }
     tracing::info!("closing the listener; finishing in-flight requests");
     server.stop(true).await;
-    Ok(())
 }
