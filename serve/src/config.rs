@@ -1,8 +1,11 @@
 //! Command-line flags; every flag is also a `MODELOPS_*` environment variable.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+
+use crate::batch::BatchConfig;
 
 use crate::model::ModelSource;
 
@@ -46,6 +49,24 @@ pub struct Config {
     #[arg(long, env = "MODELOPS_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
     pub shutdown_timeout_seconds: u64,
 
+    /// Dynamic batching: rows per model run at most (`[batching]` in a
+    /// model.toml overrides these four per model).
+    #[arg(long, env = "MODELOPS_MAX_BATCH_ROWS", default_value_t = 64)]
+    pub max_batch_rows: usize,
+
+    /// Dynamic batching: microseconds a batch may wait for more requests
+    /// (0: never wait; batches still form from requests queued meanwhile).
+    #[arg(long, env = "MODELOPS_MAX_QUEUE_DELAY_US", default_value_t = 0)]
+    pub max_queue_delay_us: u64,
+
+    /// Admission control: rows queued per model at most; more get 429.
+    #[arg(long, env = "MODELOPS_MAX_QUEUE_ROWS", default_value_t = 4096)]
+    pub max_queue_rows: usize,
+
+    /// Inference threads per model version.
+    #[arg(long, env = "MODELOPS_INSTANCES", default_value_t = 1)]
+    pub instances: usize,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "MODELOPS_WORKERS")]
     pub workers: Option<usize>,
@@ -56,6 +77,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// The batching defaults the flags give.
+    pub fn batching(&self) -> BatchConfig {
+        BatchConfig {
+            max_batch_rows: self.max_batch_rows.max(1),
+            max_queue_delay: Duration::from_micros(self.max_queue_delay_us),
+            max_queue_rows: self.max_queue_rows.max(1),
+            instances: self.instances.max(1),
+        }
+    }
+
     /// The model sources the flags name: `models/` when nothing is named.
     pub fn model_sources(&self) -> Vec<ModelSource> {
         let mut sources: Vec<ModelSource> = self

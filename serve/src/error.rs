@@ -17,6 +17,9 @@ pub enum ServeError {
     VersionNotFound { model: String, version: String },
     #[error("model `{model}` is not ready: {reason}")]
     ModelNotReady { model: String, reason: String },
+    /// The model's queue is full: retry later.
+    #[error("model `{model}` is overloaded ({queued_rows} rows queued); retry later")]
+    Overloaded { model: String, queued_rows: usize },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The model accepted the input but the runtime failed: our fault, not the client's.
@@ -33,6 +36,7 @@ impl ServeError {
             ServeError::VersionNotFound { .. } => "version_not_found",
             ServeError::ModelNotReady { .. } => "model_not_ready",
             ServeError::PayloadTooLarge { .. } => "payload_too_large",
+            ServeError::Overloaded { .. } => "overloaded",
             ServeError::Inference { .. } => "inference_failed",
         }
     }

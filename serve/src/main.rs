@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use serve::batch::Scheduler;
 use serve::config::Config;
 use serve::http::{self, AppState, HttpOptions};
 use serve::model::ModelRepository;
@@ -22,9 +23,11 @@ async fn main() -> anyhow::Result<()> {
 
     let metrics = serve::prometheus::install().map_err(anyhow::Error::msg)?;
     let repository = ModelRepository::load(&config.model_sources()).context("loading models")?;
+    let scheduler = Scheduler::start(&repository, config.batching());
     let draining = Draining::default();
     let state = AppState {
         repository: Arc::new(repository),
+        scheduler: Arc::new(scheduler),
         draining: draining.clone(),
         metrics,
         max_body_bytes: config.max_body_bytes,

@@ -8,6 +8,7 @@ use metrics::{counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::model::{LoadedModel, Predictions};
+
 use crate::ServeError;
 
 pub const REQUEST_SUCCESS: &str = "modelops_inference_request_success_total";
@@ -21,11 +22,20 @@ pub const REQUEST_DURATION: &str = "modelops_inference_request_duration_seconds"
 pub const QUEUE_DURATION: &str = "modelops_inference_queue_duration_seconds";
 pub const COMPUTE_DURATION: &str = "modelops_inference_compute_duration_seconds";
 pub const HTTP_RESPONSES: &str = "modelops_http_responses_total";
+/// Rows waiting in a model's batching queue.
+pub const QUEUE_ROWS: &str = "modelops_queue_rows";
+/// Rows per model execution.
+pub const BATCH_ROWS: &str = "modelops_batch_rows";
 
 /// Latency buckets from 10 µs to 10 s.
 const DURATION_BUCKETS: [f64; 16] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.5, 1.0, 10.0,
+];
+
+/// Batch sizes in rows.
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
 ];
 
 /// Installs the process-wide recorder; the handle renders `/metrics`.
@@ -35,6 +45,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
             Matcher::Suffix("_duration_seconds".into()),
             &DURATION_BUCKETS,
         )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), &BATCH_BUCKETS)
         .map_err(|e| e.to_string())?
         .build_recorder();
     let handle = recorder.handle();
@@ -57,10 +69,8 @@ pub fn record_inference(
         Ok(predictions) => {
             counter!(REQUEST_SUCCESS, &labels).increment(1);
             counter!(INFERENCE_COUNT, &labels).increment(predictions.rows as u64);
-            counter!(EXECUTION_COUNT, &labels).increment(1);
             histogram!(REQUEST_DURATION, &labels).record(request);
             histogram!(QUEUE_DURATION, &labels).record(queue);
-            histogram!(COMPUTE_DURATION, &labels).record(predictions.compute);
         }
         Err(error) => {
             let [model, version] = labels;
@@ -71,6 +81,17 @@ pub fn record_inference(
             .increment(1);
         }
     }
+}
+
+/// Records one model execution (a batch of one or more requests).
+pub fn record_execution(model: &LoadedModel, rows: usize, compute: Duration) {
+    let labels = [
+        ("model", model.name.clone()),
+        ("version", model.version.to_string()),
+    ];
+    counter!(EXECUTION_COUNT, &labels).increment(1);
+    histogram!(COMPUTE_DURATION, &labels).record(compute);
+    histogram!(BATCH_ROWS, &labels).record(rows as f64);
 }
 
 /// Counts one HTTP response; `route` is the matched pattern, never the raw path.

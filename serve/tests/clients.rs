@@ -63,6 +63,29 @@ fn tritonclient_http_with_json_tensors() {
         .map(|p| p.as_f64().unwrap() as f32)
         .collect();
     assert_eq!(flat, expected, "the client decodes the same FP32 values");
+    assert_eq!(
+        seen["binary_labels"], seen["labels"],
+        "binary and JSON labels agree"
+    );
+    assert_eq!(
+        seen["binary_probabilities"], seen["probabilities"],
+        "binary and JSON probabilities agree"
+    );
+    assert_eq!(
+        seen["no_outputs_named"],
+        serde_json::json!(["label", "probabilities"])
+    );
+    for (row, top) in seen["top_classes"].as_array().unwrap().iter().enumerate() {
+        let first: Vec<&str> = top[0].as_str().unwrap().split(':').collect();
+        assert_eq!(first.len(), 3, "score:index:label");
+        assert_eq!(first[2], seen["labels"][row], "the top class is the label");
+        let score: f32 = first[0].parse().unwrap();
+        let index: usize = first[1].parse().unwrap();
+        assert_eq!(
+            score as f64,
+            seen["probabilities"][row][index].as_f64().unwrap() as f32 as f64
+        );
+    }
     let error = seen["error"].as_str().expect("a bad request raises");
     assert!(error.contains("expected 4 features per row"), "{error}");
 }

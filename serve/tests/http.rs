@@ -236,12 +236,18 @@ fn client_errors_are_4xx_with_a_clear_message() {
             "invalid JSON body",
         ),
         ("not an object", "[1, 2]".into(), 400, "invalid JSON body"),
+        (
+            "trailing garbage",
+            format!("{} x", input(json!({}))),
+            400,
+            "trailing characters",
+        ),
         ("missing inputs", "{}".into(), 400, "missing field `inputs`"),
         (
             "missing data",
             json!({ "inputs": [{ "name": "X", "shape": [1, 4], "datatype": "FP32" }] }).to_string(),
             400,
-            "inputs[0]",
+            "has neither `data` nor `binary_data_size`",
         ),
         (
             "string in data",

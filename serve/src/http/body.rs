@@ -20,12 +20,17 @@ pub async fn read_limited(payload: web::Payload, limit: usize) -> Result<web::By
 /// Parses `body` as JSON into `T`, naming the offending field on error.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServeError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         if path == "." || path.is_empty() {
             ServeError::invalid(format!("invalid JSON body: {}", e.inner()))
         } else {
             ServeError::invalid(format!("invalid JSON body at `{path}`: {}", e.inner()))
         }
-    })
+    })?;
+    // Anything after the document is a mistake (or a wrong binary header).
+    deserializer
+        .end()
+        .map_err(|e| ServeError::invalid(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }

@@ -15,12 +15,21 @@ impl ResponseError for ServeError {
             }
             ServeError::ModelNotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServeError::Inference { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        error_body(self.status_code(), &self.to_string())
+        let mut response = error_body(self.status_code(), &self.to_string());
+        if let ServeError::Overloaded { .. } = self {
+            // The queue drains in milliseconds; one second is the smallest the header says.
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

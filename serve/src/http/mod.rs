@@ -5,6 +5,7 @@
 mod body;
 mod error;
 mod health;
+mod infer;
 mod metrics;
 mod numbers;
 mod v1;
@@ -20,6 +21,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Resource};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::batch::Scheduler;
 use crate::model::ModelRepository;
 use crate::shutdown::Draining;
 pub use error::error_body;
@@ -27,6 +29,7 @@ pub use error::error_body;
 /// What every handler shares.
 pub struct AppState {
     pub repository: Arc<ModelRepository>,
+    pub scheduler: Arc<Scheduler>,
     pub draining: Draining,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,

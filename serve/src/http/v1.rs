@@ -1,18 +1,16 @@
 //! The V1 shape (KServe V1 / TF-Serving style): `{"instances": [[...], ...]}`
 //! in, `{"predictions": [{"label": .., "probabilities": {label: p}}]}` out.
 
-use std::time::Instant;
-
 use actix_web::{web, HttpResponse};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::{Deserialize, Serialize as DeriveSerialize};
 use serde_json::json;
 
-use super::body::{parse_json, read_limited};
+use super::body::parse_json;
+use super::infer::score;
 use super::numbers::NestedNumbers;
 use super::AppState;
 use crate::model::{ClassLabels, FeatureMatrix, LoadedModel, Predictions};
-use crate::prometheus::record_inference;
 use crate::ServeError;
 
 #[derive(Debug, Deserialize)]
@@ -42,33 +40,22 @@ pub async fn predict(
     model: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ServeError> {
-    let received = Instant::now();
     let model = state.repository.resolve(&model, None)?;
-    let body = read_limited(payload, state.max_body_bytes).await?;
-    let mut queued = received.elapsed();
-    let outcome = parse_json::<PredictRequest>(&body).and_then(|request| {
-        let features = to_domain(&model, &request.instances)?;
-        queued = received.elapsed();
-        model.predict(features)
-    });
-    match outcome {
-        Ok(predictions) => {
-            record_inference(&model, Ok(&predictions), received.elapsed(), queued);
-            let labels = &model.signature.labels;
-            let rows: Vec<Row> = (0..predictions.rows)
-                .map(|row| Row {
-                    labels,
-                    predictions: &predictions,
-                    row,
-                })
-                .collect();
-            Ok(HttpResponse::Ok().json(PredictResponse { predictions: rows }))
-        }
-        Err(e) => {
-            record_inference(&model, Err(&e), received.elapsed(), queued);
-            Err(e)
-        }
-    }
+    let ((), scored) = score(&state, &model, payload, |body| {
+        let request = parse_json::<PredictRequest>(body)?;
+        Ok((to_domain(&model, &request.instances)?, ()))
+    })
+    .await?;
+    let predictions = &scored.predictions;
+    let labels = &model.signature.labels;
+    let rows: Vec<Row> = (0..predictions.rows)
+        .map(|row| Row {
+            labels,
+            predictions,
+            row,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(PredictResponse { predictions: rows }))
 }
 
 fn to_domain(model: &LoadedModel, instances: &NestedNumbers) -> Result<FeatureMatrix, ServeError> {

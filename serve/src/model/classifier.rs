@@ -1,10 +1,14 @@
 //! Classifier decoding: scores → probabilities and labels.
 //!
-//! The label is always the argmax of the scores mapped through the class
-//! labels, never the graph's own label output: tract computes wrong labels
-//! for some binary tree ensembles, and string labels cannot pass through it.
+//! The label comes from the classifier op's own label tensor when the graph
+//! has one (our native ai.onnx.ml ops compute it as onnxruntime does: an SVM
+//! votes, binary margins have their own rules); otherwise it is the argmax
+//! of the scores. Either way it is a class index, mapped to the model's
+//! class labels by the transports, so string labels never flow through tract.
 
 use std::time::{Duration, Instant};
+
+use tract_onnx::prelude::*;
 
 /// What a model said about a batch of rows.
 #[derive(Debug, Clone)]
@@ -23,15 +27,58 @@ impl Predictions {
     pub fn row(&self, row: usize) -> &[f32] {
         &self.probabilities[row * self.classes..(row + 1) * self.classes]
     }
+
+    /// Cuts a batch's predictions back into consecutive runs of `counts` rows.
+    pub fn split(self, counts: &[usize]) -> Vec<Predictions> {
+        if counts.len() == 1 {
+            return vec![self];
+        }
+        let mut parts = Vec::with_capacity(counts.len());
+        let mut start = 0;
+        for &rows in counts {
+            let end = start + rows;
+            parts.push(Predictions {
+                rows,
+                classes: self.classes,
+                probabilities: self.probabilities[start * self.classes..end * self.classes]
+                    .to_vec(),
+                label_indices: self.label_indices[start..end].to_vec(),
+                compute: self.compute,
+            });
+            start = end;
+        }
+        parts
+    }
+}
+
+/// Class indices from a classifier's label tensor, given the label value of
+/// each class.
+pub(super) fn label_indices(labels: &Tensor, class_values: &[i64]) -> Result<Vec<usize>, String> {
+    let labels = labels
+        .cast_to::<i64>()
+        .map_err(|e| format!("labels are not integers: {e:#}"))?;
+    let labels = labels
+        .to_plain_array_view::<i64>()
+        .map_err(|e| e.to_string())?;
+    labels
+        .iter()
+        .map(|label| {
+            class_values.iter().position(|v| v == label).ok_or_else(|| {
+                format!("the model returned label {label}, which is not one of its classes")
+            })
+        })
+        .collect()
 }
 
 /// Decodes raw scores. With `single_column`, `scores` holds P(class 1) per
-/// row and P(class 0) = 1 - P(class 1) is added in front.
+/// row and P(class 0) = 1 - P(class 1) is added in front. `labels` are the
+/// classifier's own class indices, if it has them; else the argmax is used.
 pub(super) fn decode(
     scores: &[f32],
     rows: usize,
     classes: usize,
     single_column: bool,
+    labels: Option<Vec<usize>>,
     started: Instant,
 ) -> Result<Predictions, String> {
     let columns = if single_column { 1 } else { classes };
@@ -46,7 +93,16 @@ pub(super) fn decode(
     } else {
         scores.to_vec()
     };
-    let label_indices = probabilities.chunks_exact(classes).map(argmax).collect();
+    let label_indices = match labels {
+        Some(labels) if labels.len() == rows => labels,
+        Some(labels) => {
+            return Err(format!(
+                "the model returned {} labels for {rows} rows",
+                labels.len()
+            ))
+        }
+        None => probabilities.chunks_exact(classes).map(argmax).collect(),
+    };
     Ok(Predictions {
         rows,
         classes,
@@ -80,13 +136,41 @@ mod tests {
 
     #[test]
     fn single_column_scores_become_two_probabilities() {
-        let p = decode(&[0.25, 0.75], 2, 2, true, Instant::now()).unwrap();
+        let p = decode(&[0.25, 0.75], 2, 2, true, None, Instant::now()).unwrap();
         assert_eq!(p.probabilities, vec![0.75, 0.25, 0.25, 0.75]);
         assert_eq!(p.label_indices, vec![0, 1]);
     }
 
     #[test]
+    fn a_classifier_label_tensor_wins_over_the_argmax() {
+        let p = decode(&[0.6, 0.4], 1, 2, false, Some(vec![1]), Instant::now()).unwrap();
+        assert_eq!(p.label_indices, vec![1]);
+        let labels = Tensor::from(tract_ndarray::arr1(&[7i64, 3]));
+        assert_eq!(label_indices(&labels, &[3, 7]).unwrap(), vec![1, 0]);
+        assert!(label_indices(&labels, &[3, 4]).is_err());
+    }
+
+    #[test]
+    fn split_returns_each_requests_rows() {
+        let p = decode(
+            &[0.1, 0.9, 0.8, 0.2, 0.3, 0.7],
+            3,
+            2,
+            false,
+            None,
+            Instant::now(),
+        )
+        .unwrap();
+        let parts = p.split(&[1, 2]);
+        assert_eq!(parts[0].probabilities, vec![0.1, 0.9]);
+        assert_eq!(parts[0].label_indices, vec![1]);
+        assert_eq!(parts[1].rows, 2);
+        assert_eq!(parts[1].probabilities, vec![0.8, 0.2, 0.3, 0.7]);
+        assert_eq!(parts[1].label_indices, vec![0, 1]);
+    }
+
+    #[test]
     fn wrong_score_count_is_an_error() {
-        assert!(decode(&[0.1, 0.2, 0.7], 2, 3, false, Instant::now()).is_err());
+        assert!(decode(&[0.1, 0.2, 0.7], 2, 3, false, None, Instant::now()).is_err());
     }
 }

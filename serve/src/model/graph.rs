@@ -33,17 +33,54 @@ pub struct ClassifierGraph {
     pub scores: String,
     /// Class labels found in the graph (attributes or label constants).
     pub labels: Option<ClassLabels>,
+    /// The label output of the ai.onnx.ml classifier op computing the
+    /// scores, when there is one.
+    pub label_output: Option<LabelOutput>,
 }
 
-/// Finds the class-score tensor and the class labels, then prunes `graph` so
-/// that its only output is the score tensor and every node left is needed.
+/// A classifier op's own label tensor. Our native ops compute it exactly as
+/// onnxruntime does, which is not always the argmax of the scores (an SVM
+/// votes; binary margins have their own rules), so it is read when present.
+#[derive(Debug)]
+pub struct LabelOutput {
+    pub tensor: String,
+    /// The integer label of each class, in score-column order (string labels
+    /// have been replaced by their indices).
+    pub class_values: Vec<i64>,
+}
+
+/// Finds the class-score tensor, the class labels and the classifier's label
+/// tensor, then prunes `graph` so that those two tensors are its outputs and
+/// every node left is needed.
 pub fn prepare_classifier(graph: &mut GraphProto) -> Result<ClassifierGraph, LoadError> {
     let producers = producers(graph);
     let scores = find_scores(graph, &producers)?;
     let labels = find_labels(graph, &producers, &scores)?;
-    prune_to_output(graph, &scores);
+    let is_classifier =
+        |n: &NodeProto| LABELLED_CLASSIFIERS.contains(&n.op_type.as_str()) && n.output.len() == 2;
+    let classifier = ancestors(graph, &producers, &scores)
+        .into_iter()
+        .find(|&ix| is_classifier(&graph.node[ix]));
     replace_string_labels(graph);
-    Ok(ClassifierGraph { scores, labels })
+    let label_output = classifier.and_then(|ix| {
+        let node = &graph.node[ix];
+        let class_values = match attribute_labels(node)? {
+            ClassLabels::Int(values) => values,
+            ClassLabels::Str(_) => return None,
+        };
+        Some(LabelOutput {
+            tensor: node.output[0].clone(),
+            class_values,
+        })
+    });
+    let mut outputs = vec![scores.clone()];
+    outputs.extend(label_output.as_ref().map(|l| l.tensor.clone()));
+    prune_to_outputs(graph, &outputs);
+    Ok(ClassifierGraph {
+        scores,
+        labels,
+        label_output,
+    })
 }
 
 /// The ops of `graph` (after pruning) that `is_supported` rejects, as
@@ -197,20 +234,28 @@ fn ancestors(graph: &GraphProto, producers: &HashMap<&str, usize>, tensor: &str)
     order
 }
 
-/// Keeps only the nodes that `output` depends on and makes it the one output.
-fn prune_to_output(graph: &mut GraphProto, output: &str) {
+/// Keeps only the nodes that `outputs` depend on and makes them the outputs.
+fn prune_to_outputs(graph: &mut GraphProto, outputs: &[String]) {
     let producers = producers(graph);
-    let keep: HashSet<usize> = ancestors(graph, &producers, output).into_iter().collect();
-    let info = graph
-        .output
+    let keep: HashSet<usize> = outputs
         .iter()
-        .chain(graph.value_info.iter())
-        .find(|o| o.name == output)
-        .cloned()
-        .unwrap_or_else(|| ValueInfoProto {
-            name: output.to_string(),
-            ..Default::default()
-        });
+        .flat_map(|o| ancestors(graph, &producers, o))
+        .collect();
+    let infos = outputs
+        .iter()
+        .map(|output| {
+            graph
+                .output
+                .iter()
+                .chain(graph.value_info.iter())
+                .find(|o| &o.name == output)
+                .cloned()
+                .unwrap_or_else(|| ValueInfoProto {
+                    name: output.clone(),
+                    ..Default::default()
+                })
+        })
+        .collect();
     let nodes = std::mem::take(&mut graph.node);
     graph.node = nodes
         .into_iter()
@@ -218,12 +263,12 @@ fn prune_to_output(graph: &mut GraphProto, output: &str) {
         .filter(|(ix, _)| keep.contains(ix))
         .map(|(_, n)| n)
         .collect();
-    graph.output = vec![info];
+    graph.output = infos;
 }
 
-/// tract's classifier ops cannot emit string labels ("String doesn't
-/// implement Zero"). We recompute labels from the scores, so the op only
-/// needs to know how many classes there are: give it integer labels.
+/// Classifier ops get integer labels: the class index in place of each
+/// string. The server maps indices back to the strings, and no tensor of
+/// strings has to flow through the graph.
 fn replace_string_labels(graph: &mut GraphProto) {
     for node in graph
         .node

@@ -92,6 +92,18 @@ impl FeatureMatrix {
         FeatureMatrix::from_values(signature, &values, "zeros")
     }
 
+    /// Stacks several requests' rows into one matrix, in order.
+    pub fn concat(parts: Vec<FeatureMatrix>) -> Result<FeatureMatrix, ServeError> {
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let tensors: Vec<Tensor> = parts.into_iter().map(|p| p.tensor).collect();
+        let tensor = Tensor::stack_tensors(0, &tensors)
+            .map_err(|e| ServeError::invalid(format!("cannot batch requests: {e}")))?;
+        Ok(FeatureMatrix { rows, tensor })
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

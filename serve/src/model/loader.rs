@@ -76,6 +76,9 @@ pub struct LoadedModel {
     plan: Arc<TypedRunnableModel>,
     /// The graph emits one score column, P(second class); we add the first.
     single_score_column: bool,
+    /// When the graph's second output is the classifier op's label tensor:
+    /// the label value of each class, to turn labels back into class indices.
+    label_values: Option<Vec<i64>>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -88,10 +91,14 @@ impl std::fmt::Debug for LoadedModel {
     }
 }
 
-/// tract's ONNX front end with every op it knows, built once.
+/// tract's ONNX front end with our native ai.onnx.ml ops, built once.
 fn onnx() -> &'static Onnx {
     static ONNX: OnceLock<Onnx> = OnceLock::new();
-    ONNX.get_or_init(tract_onnx::onnx)
+    ONNX.get_or_init(|| {
+        let mut onnx = tract_onnx::onnx();
+        super::ops::register(&mut onnx.op_register);
+        onnx
+    })
 }
 
 impl LoadedModel {
@@ -155,6 +162,11 @@ impl LoadedModel {
             )));
         }
 
+        // The classifier's own labels, when they cover exactly these classes.
+        let label_values = classifier
+            .label_output
+            .map(|l| l.class_values)
+            .filter(|values| values.len() == classes);
         let plan = typed.into_runnable().map_err(tract_error)?;
         let model = LoadedModel {
             name: name.to_string(),
@@ -172,6 +184,7 @@ impl LoadedModel {
             load_time: Duration::ZERO,
             plan,
             single_score_column,
+            label_values,
         };
         // A smoke run: a plan that cannot score one row must not be served.
         let zeros = FeatureMatrix::zeros(&model.signature, 1)
@@ -214,11 +227,18 @@ impl LoadedModel {
         let scores = scores
             .as_slice()
             .ok_or_else(|| failed("scores are not contiguous".into()))?;
+        let labels = match (&self.label_values, outputs.get(1)) {
+            (Some(values), Some(labels)) => {
+                Some(classifier::label_indices(labels, values).map_err(failed)?)
+            }
+            _ => None,
+        };
         classifier::decode(
             scores,
             rows,
             self.signature.classes(),
             self.single_score_column,
+            labels,
             started,
         )
         .map_err(failed)

@@ -24,6 +24,19 @@ pub struct Manifest {
     /// Quality measured on the held-back set when the model was trained.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// Dynamic batching settings; unset fields take the server's defaults.
+    #[serde(default)]
+    pub batching: BatchingOverrides,
+}
+
+/// `[batching]` in `model.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingOverrides {
+    pub max_batch_rows: Option<usize>,
+    pub max_queue_delay_us: Option<u64>,
+    pub max_queue_rows: Option<usize>,
+    pub instances: Option<usize>,
 }
 
 /// The gate a model must pass before it ships.

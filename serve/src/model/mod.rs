@@ -9,12 +9,15 @@ mod graph;
 mod input;
 mod loader;
 mod manifest;
+mod ops;
 mod repository;
 mod signature;
+mod test_set;
 
 pub use classifier::Predictions;
 pub use input::FeatureMatrix;
 pub use loader::{LoadError, LoadedModel};
-pub use manifest::Manifest;
+pub use manifest::{BatchingOverrides, Manifest};
 pub use repository::{ModelEntry, ModelRepository, ModelSource, VersionState};
 pub use signature::{ClassLabels, ElementType, Signature};
+pub use test_set::TestSet;

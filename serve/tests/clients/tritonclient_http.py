@@ -1,4 +1,5 @@
-"""Drive a running modelops server with Triton's own HTTP client, unmodified.
+"""Drive a running modelops server with Triton's own HTTP client, unmodified:
+JSON tensors, binary tensors (the client's default) and classification.
 
 Usage: python tritonclient_http.py HOST:PORT
 Prints one JSON document with what the client saw; exits non-zero (with the
@@ -35,6 +36,23 @@ def main(url: str) -> None:
     labels = [x.decode() if isinstance(x, bytes) else str(x) for x in result.as_numpy("label").tolist()]
     probabilities = result.as_numpy("probabilities")
 
+    # The client's defaults: binary tensors both ways.
+    binary_input = httpclient.InferInput(input_meta["name"], list(rows.shape), input_meta["datatype"])
+    binary_input.set_data_from_numpy(rows)
+    binary = client.infer("iris", [binary_input], outputs=[
+        httpclient.InferRequestedOutput("label"),
+        httpclient.InferRequestedOutput("probabilities"),
+    ])
+    binary_labels = [x.decode() for x in binary.as_numpy("label").tolist()]
+    binary_probabilities = binary.as_numpy("probabilities")
+    no_outputs = client.infer("iris", [binary_input])  # no outputs named: all of them
+
+    # The classification extension: the top 2 classes per row.
+    top = client.infer("iris", [binary_input], outputs=[
+        httpclient.InferRequestedOutput("probabilities", class_count=2),
+    ])
+    top_classes = [[x.decode() for x in row] for row in top.as_numpy("probabilities").tolist()]
+
     # A mistake surfaces as the client's exception carrying the server's message.
     bad = httpclient.InferInput(input_meta["name"], [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32), binary_data=False)
@@ -53,6 +71,10 @@ def main(url: str) -> None:
         "probabilities_dtype": str(probabilities.dtype),
         "probabilities": probabilities.tolist(),
         "error": error,
+        "binary_labels": binary_labels,
+        "binary_probabilities": binary_probabilities.tolist(),
+        "no_outputs_named": sorted(o["name"] for o in no_outputs.get_response()["outputs"]),
+        "top_classes": top_classes,
     }))
 
 

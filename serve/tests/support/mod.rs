@@ -112,6 +112,33 @@ impl Server {
         read(response)
     }
 
+    /// `POST path` with raw bytes and extra headers; returns the status, the
+    /// response headers that were asked for, and the raw body.
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        read_headers: &[&str],
+    ) -> (u16, Vec<Option<String>>, Vec<u8>) {
+        let mut request = self.agent.post(&self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let mut response = request.send(body).expect("POST");
+        let status = response.status().as_u16();
+        let found = read_headers
+            .iter()
+            .map(|h| {
+                response
+                    .headers()
+                    .get(*h)
+                    .map(|v| v.to_str().unwrap().to_string())
+            })
+            .collect();
+        (status, found, response.body_mut().read_to_vec().unwrap())
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post(path, &body.to_string())
     }
@@ -173,19 +200,7 @@ pub struct Reference {
 impl Reference {
     /// Reads `test.csv` (features then `label`) and `reference.json`.
     pub fn load(test_csv: &Path, reference_json: &Path) -> Reference {
-        let text = std::fs::read_to_string(test_csv).unwrap();
-        let rows = text
-            .lines()
-            .skip(1)
-            .filter(|l| !l.is_empty())
-            .map(|line| {
-                let cells: Vec<&str> = line.split(',').collect();
-                cells[..cells.len() - 1]
-                    .iter()
-                    .map(|c| c.parse::<f64>().unwrap())
-                    .collect()
-            })
-            .collect();
+        let rows = serve::model::TestSet::read(test_csv).unwrap().rows;
         let reference: Value =
             serde_json::from_str(&std::fs::read_to_string(reference_json).unwrap()).unwrap();
         let probabilities = reference["probabilities"]

@@ -1,0 +1,41 @@
+//! The path every inference route shares: read the body, parse it into
+//! features, score them through the model's batcher, record metrics.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+
+use super::body::read_limited;
+use super::AppState;
+use crate::batch::Scored;
+use crate::model::{FeatureMatrix, LoadedModel};
+use crate::prometheus::record_inference;
+use crate::ServeError;
+
+/// Scores the request in `payload` on `model`. `parse` turns the body into
+/// features plus whatever the route needs to render its response.
+pub async fn score<T>(
+    state: &AppState,
+    model: &LoadedModel,
+    payload: web::Payload,
+    parse: impl FnOnce(&[u8]) -> Result<(FeatureMatrix, T), ServeError>,
+) -> Result<(T, Scored), ServeError> {
+    let received = Instant::now();
+    let outcome = async {
+        let body = read_limited(payload, state.max_body_bytes).await?;
+        let (features, context) = parse(&body)?;
+        let scored = state.scheduler.predict(model, features).await?;
+        Ok((context, scored))
+    }
+    .await;
+    match &outcome {
+        Ok((_, scored)) => record_inference(
+            model,
+            Ok(&scored.predictions),
+            received.elapsed(),
+            scored.queued,
+        ),
+        Err(e) => record_inference(model, Err(e), received.elapsed(), Duration::ZERO),
+    }
+    outcome
+}
