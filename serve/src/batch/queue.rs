@@ -13,12 +13,11 @@ use crate::model::{FeatureMatrix, LoadedModel, Predictions};
 use crate::prometheus::{record_execution, QUEUE_ROWS};
 use crate::ServeError;
 
-/// A request's answer, with how long it queued and how big its batch was.
+/// A request's answer, with how long it waited in the queue.
 #[derive(Debug)]
 pub struct Scored {
     pub predictions: Predictions,
     pub queued: Duration,
-    pub batch_rows: usize,
 }
 
 struct Job {
@@ -177,7 +176,6 @@ impl Worker {
                     let _ = reply.send(Ok(Scored {
                         predictions,
                         queued,
-                        batch_rows: total,
                     }));
                 }
             }

@@ -46,13 +46,14 @@ impl FeatureMatrix {
         };
         let tensor = match signature.input_type {
             ElementType::F32 => {
-                let mut out = Vec::with_capacity(values.len());
-                for (ix, &v) in values.iter().enumerate() {
-                    let x = v as f32;
-                    if !x.is_finite() {
-                        return Err(bad(ix, "is not a finite FP32 number"));
-                    }
-                    out.push(x);
+                // Convert first, check after: both loops vectorize.
+                let out: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                if !out.iter().all(|x| x.is_finite()) {
+                    let ix = out
+                        .iter()
+                        .position(|x| !x.is_finite())
+                        .expect("one is not finite");
+                    return Err(bad(ix, "is not a finite FP32 number"));
                 }
                 tract_ndarray::Array2::from_shape_vec(shape, out).map(Tensor::from)
             }
