@@ -25,7 +25,7 @@ use tract_onnx::prelude::tract_ndarray::{Array1, Array2, ArrayView2, Axis};
 use tract_onnx::tract_hir::internal::*;
 
 use super::attributes::Attributes;
-use super::kernel::{expansion, Kernel, OutputSpec, Width};
+use super::kernel::{contiguous_row, expansion, Kernel, OutputSpec, Width};
 use super::labels::{first_max, ClassLabels};
 use super::post_transform::{logistic, mlas_tanh, probit, PostTransform};
 
@@ -105,17 +105,18 @@ impl SvmKernel {
     /// `[rows, vectors]`.
     fn matrix(&self, input: ArrayView2<f32>, vectors: ArrayView2<f32>) -> Array2<f32> {
         if self.kind == KernelType::Rbf {
-            // exp(-gamma |x - v|²), the squared distance summed in order.
+            // exp(-gamma |x - v|²), each squared distance summed in feature order.
+            let vectors = vectors.as_standard_layout();
+            let flat = vectors.as_slice().expect("standard layout is contiguous");
             let mut out = Array2::zeros((input.nrows(), vectors.nrows()));
+            let mut row_buf = Vec::new();
             for (x, mut out_row) in input.outer_iter().zip(out.outer_iter_mut()) {
-                for (v, o) in vectors.outer_iter().zip(out_row.iter_mut()) {
-                    let mut sum = 0.0f32;
-                    for (a, b) in x.iter().zip(v.iter()) {
-                        let d = a - b;
-                        sum += d * d;
-                    }
-                    *o = (-self.gamma * sum).exp();
-                }
+                let x = contiguous_row(x, &mut row_buf);
+                let out_row = out_row.as_slice_mut().expect("fresh arrays are contiguous");
+                squared_distances(x, flat, out_row);
+                out_row
+                    .iter_mut()
+                    .for_each(|o| *o = (-self.gamma * *o).exp());
             }
             return out;
         }
@@ -140,6 +141,37 @@ impl SvmKernel {
             KernelType::Sigmoid => out.mapv_inplace(mlas_tanh),
         }
         out
+    }
+}
+
+/// `|x - v|²` for each row `v` of `vectors` (row-major, `x.len()` wide),
+/// each sum in feature order as onnxruntime adds them. Four vectors go
+/// together so their independent sums overlap in the pipeline; each sum's
+/// own order, and so its rounding, is unchanged.
+fn squared_distances(x: &[f32], vectors: &[f32], out: &mut [f32]) {
+    let width = x.len();
+    let mut blocks = vectors.chunks_exact(4 * width);
+    let mut outs = out.chunks_exact_mut(4);
+    for (block, out) in (&mut blocks).zip(&mut outs) {
+        let (v0, rest) = block.split_at(width);
+        let (v1, rest) = rest.split_at(width);
+        let (v2, v3) = rest.split_at(width);
+        let mut sums = [0.0f32; 4];
+        for j in 0..width {
+            let a = x[j];
+            let d = [a - v0[j], a - v1[j], a - v2[j], a - v3[j]];
+            for k in 0..4 {
+                sums[k] += d[k] * d[k];
+            }
+        }
+        out.copy_from_slice(&sums);
+    }
+    let remaining = blocks.remainder().chunks_exact(width);
+    for (v, o) in remaining.zip(outs.into_remainder()) {
+        *o = x.iter().zip(v).fold(0.0f32, |sum, (a, b)| {
+            let d = a - b;
+            sum + d * d
+        });
     }
 }
 
