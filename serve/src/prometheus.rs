@@ -38,6 +38,9 @@ const BATCH_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide recorder; the handle renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, String> {
     let recorder = PrometheusBuilder::new()
@@ -51,6 +54,16 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    // Histograms keep every sample until drained; with nobody scraping
+    // /metrics that is ~50 bytes a request forever. Drain them on a timer.
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| e.to_string())?;
     Ok(handle)
 }
 
