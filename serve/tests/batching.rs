@@ -6,18 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{output, v2_request, Reference, Server};
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+use support::{metric, output, v2_request, Reference, Server};
 
 /// Many clients at once, each with its own rows: every answer is its own,
 /// and the server did merge requests into shared model runs.

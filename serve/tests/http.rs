@@ -450,16 +450,7 @@ fn metrics_count_requests_by_model_and_status() {
     assert_eq!(server.post("/v2/models/iris/infer", "{").0, 400);
     let (status, text) = server.get_text("/metrics");
     assert_eq!(status, 200);
-    let value = |line_start: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(line_start))
-            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let value = |line_start: &str| support::metric(&text, line_start);
     assert_eq!(
         value("modelops_inference_request_success_total{model=\"iris\",version=\"1\"}"),
         3.0

@@ -260,3 +260,15 @@ pub fn error_text(body: &Value) -> String {
         .unwrap_or_else(|| panic!("not an error body: {body}"))
         .to_string()
 }
+
+/// The value of the first Prometheus sample line starting with `line_start`.
+pub fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
