@@ -2,6 +2,8 @@
 //! `binary_data` extension), turned into the domain's features plus the
 //! outputs the client wants and how.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use super::{LABEL_OUTPUT, PROBABILITIES_OUTPUT};
@@ -120,7 +122,10 @@ pub fn parse(
                 "{what} has neither `data` nor `binary_data_size`"
             )))
         }
-        (Some(data), None) => json_values(&what, data, &dims, count)?,
+        (Some(data), None) => {
+            check_json_data(&what, data, &dims, count)?;
+            Cow::Borrowed(data.values.as_slice())
+        }
         (None, Some(size)) => {
             if size > binary.len() {
                 return Err(ServeError::invalid(format!(
@@ -130,7 +135,7 @@ pub fn parse(
             }
             let (bytes, rest) = binary.split_at(size);
             binary = rest;
-            binary_values(&what, bytes, datatype, count)?
+            Cow::Owned(binary_values(&what, bytes, datatype, count)?)
         }
     };
     if !binary.is_empty() {
@@ -212,12 +217,12 @@ fn check_shape(what: &str, shape: &[i64], features: usize) -> Result<Vec<usize>,
 }
 
 /// JSON `data` must hold as many values as the shape, nested like it if nested.
-fn json_values(
+fn check_json_data(
     what: &str,
     data: &NestedNumbers,
     dims: &[usize],
     count: usize,
-) -> Result<Vec<f64>, ServeError> {
+) -> Result<(), ServeError> {
     if count != data.values.len() {
         return Err(ServeError::invalid(format!(
             "{what}: shape {dims:?} needs {count} values, `data` has {}",
@@ -230,7 +235,7 @@ fn json_values(
             data.dims
         )));
     }
-    Ok(data.values.clone())
+    Ok(())
 }
 
 /// Raw little-endian values of `datatype`.
