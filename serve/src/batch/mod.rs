@@ -9,7 +9,11 @@
 //! batch open a little longer for more. The queue is bounded in rows: a
 //! request that does not fit is refused at once (HTTP 429), never parked.
 //!
-//! Inference runs on these threads, never on the HTTP workers.
+//! With `max_queue_delay` zero (the default), a request that finds its model
+//! idle and nothing queued runs at once on the calling thread: the batch a
+//! worker would form is that request alone, and the hand-off to a worker and
+//! back costs more CPU than a small model's run. Models whose runs take long
+//! (see `queue::INLINE_RUN_LIMIT`) always run on the workers.
 
 mod queue;
 
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 pub use queue::{Batcher, Scored};
 
-use crate::model::{BatchingOverrides, FeatureMatrix, LoadedModel, ModelRepository, VersionState};
+use crate::model::{BatchingOverrides, LoadedModel, ModelRepository, VersionState};
 use crate::ServeError;
 
 /// How a model's requests are batched; `model.toml`'s `[batching]` overrides
@@ -91,19 +95,13 @@ impl Scheduler {
         Scheduler { batchers }
     }
 
-    /// Scores `features` on `model`, batched with other requests for it.
-    pub async fn predict(
-        &self,
-        model: &LoadedModel,
-        features: FeatureMatrix,
-    ) -> Result<Scored, ServeError> {
-        let batcher = self
-            .batchers
+    /// The batcher that scores `model`'s requests (and holds its metrics).
+    pub fn batcher(&self, model: &LoadedModel) -> Result<&Batcher, ServeError> {
+        self.batchers
             .get(&key(model))
             .ok_or_else(|| ServeError::ModelNotReady {
                 model: model.name.clone(),
                 reason: "no batcher runs it".into(),
-            })?;
-        batcher.predict(features).await
+            })
     }
 }

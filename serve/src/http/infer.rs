@@ -9,7 +9,6 @@ use super::body::read_limited;
 use super::AppState;
 use crate::batch::Scored;
 use crate::model::{FeatureMatrix, LoadedModel};
-use crate::prometheus::record_inference;
 use crate::ServeError;
 
 /// Scores the request in `payload` on `model`. `parse` turns the body into
@@ -21,21 +20,22 @@ pub async fn score<T>(
     parse: impl FnOnce(&[u8]) -> Result<(FeatureMatrix, T), ServeError>,
 ) -> Result<(T, Scored), ServeError> {
     let received = Instant::now();
+    // Every ready version has a batcher, so this fails only for models that
+    // could not serve anything anyway.
+    let batcher = state.scheduler.batcher(model)?;
     let outcome = async {
         let body = read_limited(payload, state.max_body_bytes).await?;
         let (features, context) = parse(&body)?;
-        let scored = state.scheduler.predict(model, features).await?;
+        let scored = batcher.predict(features).await?;
         Ok((context, scored))
     }
     .await;
+    let metrics = batcher.metrics();
     match &outcome {
-        Ok((_, scored)) => record_inference(
-            model,
-            Ok(&scored.predictions),
-            received.elapsed(),
-            scored.queued,
-        ),
-        Err(e) => record_inference(model, Err(e), received.elapsed(), Duration::ZERO),
+        Ok((_, scored)) => {
+            metrics.record_inference(Ok(&scored.predictions), received.elapsed(), scored.queued)
+        }
+        Err(e) => metrics.record_inference(Err(e), received.elapsed(), Duration::ZERO),
     }
     outcome
 }

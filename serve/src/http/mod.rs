@@ -66,8 +66,17 @@ pub fn bind(state: AppState, options: &HttpOptions) -> std::io::Result<(Server, 
 }
 
 /// Every route, each answering 405 with a JSON error for other methods.
+///
+/// actix tries patterns in this order, and each pattern with a `{param}` is a
+/// regex run costing about 3.5 µs: inference comes first so its requests pay
+/// one run instead of three (a quarter of a one-row request's CPU).
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v2").route(web::get().to(v2::server_metadata)))
+    cfg.service(resource("/v2/models/{model}/infer").route(web::post().to(v2::infer)))
+        .service(
+            resource("/v2/models/{model}/versions/{version}/infer")
+                .route(web::post().to(v2::infer)),
+        )
+        .service(resource("/v2").route(web::get().to(v2::server_metadata)))
         .service(resource("/v2/health/live").route(web::get().to(health::live)))
         .service(resource("/v2/health/ready").route(web::get().to(health::ready)))
         .service(
@@ -77,7 +86,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/v2/models/{model}").route(web::get().to(v2::model_metadata)))
         .service(resource("/v2/models/{model}/ready").route(web::get().to(v2::model_ready)))
-        .service(resource("/v2/models/{model}/infer").route(web::post().to(v2::infer)))
         .service(
             resource("/v2/models/{model}/versions/{version}")
                 .route(web::get().to(v2::model_metadata)),
@@ -85,10 +93,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/v2/models/{model}/versions/{version}/ready")
                 .route(web::get().to(v2::model_ready)),
-        )
-        .service(
-            resource("/v2/models/{model}/versions/{version}/infer")
-                .route(web::post().to(v2::infer)),
         )
         .service(resource("/v1/models").route(web::get().to(v1::list_models)))
         .service(resource("/v1/models/{model}:predict").route(web::post().to(v1::predict)))

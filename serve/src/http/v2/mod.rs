@@ -142,5 +142,10 @@ pub async fn infer(
         Ok((parsed.features, (parsed.id, parsed.outputs)))
     })
     .await?;
-    Ok(response::render(&model, &scored.predictions, &outputs, id))
+    Ok(response::render(
+        &model,
+        &scored.predictions,
+        &outputs,
+        id.as_deref(),
+    ))
 }

@@ -2,32 +2,43 @@
 //! little-endian tensors for the outputs asked for in binary (the
 //! `binary_data` extension, announced by `Inference-Header-Content-Length`).
 
+use actix_web::http::header::ContentType;
 use actix_web::HttpResponse;
+use serde::ser::Serializer;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::request::{Output, WantedOutput};
 use super::{INFERENCE_HEADER_LENGTH, LABEL_OUTPUT, PROBABILITIES_OUTPUT};
 use crate::model::{ClassLabels, LoadedModel, Predictions};
 
+// Everything borrows from the predictions: rendering allocates only the
+// output buffer (and the strings of the classification extension).
 #[derive(Debug, Serialize)]
 struct InferResponse<'a> {
     model_name: &'a str,
-    model_version: String,
+    #[serde(serialize_with = "serde_display")]
+    model_version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    outputs: Vec<OutputTensor>,
+    id: Option<&'a str>,
+    outputs: Vec<OutputTensor<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-struct OutputTensor {
+struct OutputTensor<'a> {
     name: &'static str,
     datatype: &'static str,
-    shape: Vec<usize>,
+    shape: Shape,
     #[serde(skip_serializing_if = "Option::is_none")]
     parameters: Option<BinaryParameters>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<OutputData>,
+    data: Option<OutputData<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Shape {
+    Rows([usize; 1]),
+    Matrix([usize; 2]),
 }
 
 #[derive(Debug, Serialize)]
@@ -36,32 +47,47 @@ struct BinaryParameters {
 }
 
 /// Output tensor contents; f32 stays f32 so JSON carries its shortest form.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum OutputData {
-    Labels(Vec<Value>),
-    Floats(Vec<f32>),
+#[derive(Debug)]
+enum OutputData<'a> {
+    /// The label of each row's winning class.
+    Labels(&'a ClassLabels, &'a [usize]),
+    Floats(&'a [f32]),
     Strings(Vec<String>),
 }
 
-impl OutputData {
+impl Serialize for OutputData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OutputData::Labels(ClassLabels::Int(values), indices) => {
+                serializer.collect_seq(indices.iter().map(|&i| values[i]))
+            }
+            OutputData::Labels(ClassLabels::Str(values), indices) => {
+                serializer.collect_seq(indices.iter().map(|&i| &values[i]))
+            }
+            OutputData::Floats(values) => values.serialize(serializer),
+            OutputData::Strings(values) => values.serialize(serializer),
+        }
+    }
+}
+
+fn serde_display<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+impl OutputData<'_> {
     /// The tensor as the binary extension lays it out: little-endian
     /// numbers; BYTES elements each prefixed by their u32 length.
-    fn to_bytes(&self, labels: &ClassLabels, indices: &[usize]) -> Vec<u8> {
-        let mut out = Vec::new();
+    fn write_bytes(&self, out: &mut Vec<u8>) {
         match self {
             OutputData::Floats(values) => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
-            OutputData::Strings(values) => values.iter().for_each(|s| push_bytes(&mut out, s)),
-            OutputData::Labels(_) => match labels {
-                ClassLabels::Int(values) => indices
-                    .iter()
-                    .for_each(|&i| out.extend(values[i].to_le_bytes())),
-                ClassLabels::Str(values) => indices
-                    .iter()
-                    .for_each(|&i| push_bytes(&mut out, &values[i])),
-            },
+            OutputData::Strings(values) => values.iter().for_each(|s| push_bytes(out, s)),
+            OutputData::Labels(ClassLabels::Int(values), indices) => indices
+                .iter()
+                .for_each(|&i| out.extend(values[i].to_le_bytes())),
+            OutputData::Labels(ClassLabels::Str(values), indices) => {
+                indices.iter().for_each(|&i| push_bytes(out, &values[i]))
+            }
         }
-        out
     }
 }
 
@@ -75,7 +101,7 @@ pub fn render(
     model: &LoadedModel,
     predictions: &Predictions,
     wanted: &[WantedOutput],
-    id: Option<String>,
+    id: Option<&str>,
 ) -> HttpResponse {
     let labels = &model.signature.labels;
     let mut binary = Vec::new();
@@ -86,62 +112,53 @@ pub fn render(
                 Output::Label => (
                     LABEL_OUTPUT,
                     labels.v2_datatype(),
-                    vec![predictions.rows],
-                    OutputData::Labels(
-                        predictions
-                            .label_indices
-                            .iter()
-                            .map(|&i| labels.json(i))
-                            .collect(),
-                    ),
+                    Shape::Rows([predictions.rows]),
+                    OutputData::Labels(labels, &predictions.label_indices),
                 ),
                 Output::Probabilities => (
                     PROBABILITIES_OUTPUT,
                     "FP32",
-                    vec![predictions.rows, predictions.classes],
-                    OutputData::Floats(predictions.probabilities.clone()),
+                    Shape::Matrix([predictions.rows, predictions.classes]),
+                    OutputData::Floats(&predictions.probabilities),
                 ),
                 Output::TopClasses(k) => (
                     PROBABILITIES_OUTPUT,
                     "BYTES",
-                    vec![predictions.rows, k],
+                    Shape::Matrix([predictions.rows, k]),
                     OutputData::Strings(top_classes(predictions, labels, k)),
                 ),
             };
-            if w.binary {
-                let bytes = data.to_bytes(labels, &predictions.label_indices);
-                let parameters = Some(BinaryParameters {
-                    binary_data_size: bytes.len(),
-                });
-                binary.extend(bytes);
-                OutputTensor {
-                    name,
-                    datatype,
-                    shape,
-                    parameters,
-                    data: None,
-                }
+            let (parameters, data) = if w.binary {
+                let start = binary.len();
+                data.write_bytes(&mut binary);
+                let binary_data_size = binary.len() - start;
+                (Some(BinaryParameters { binary_data_size }), None)
             } else {
-                OutputTensor {
-                    name,
-                    datatype,
-                    shape,
-                    parameters: None,
-                    data: Some(data),
-                }
+                (None, Some(data))
+            };
+            OutputTensor {
+                name,
+                datatype,
+                shape,
+                parameters,
+                data,
             }
         })
         .collect();
     let response = InferResponse {
         model_name: &model.name,
-        model_version: model.version.to_string(),
+        model_version: model.version,
         id,
         outputs,
     };
+    // About 48 bytes per row plus the envelope, so one allocation mostly.
+    let mut body = Vec::with_capacity(256 + 48 * predictions.rows + binary.len());
+    serde_json::to_writer(&mut body, &response).expect("responses serialize");
     if binary.is_empty() {
-        return HttpResponse::Ok().json(response);
+        return HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(body);
     }
-    let mut body = serde_json::to_vec(&response).expect("responses serialize");
     let json_length = body.len();
     body.extend(binary);
     HttpResponse::Ok()
