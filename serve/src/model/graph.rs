@@ -4,7 +4,8 @@
 //! (maps of probabilities, which tract has no type for), string label paths
 //! (tract's classifier ops cannot produce strings) and label outputs we
 //! recompute anyway. We find the class-score tensor, remember the class
-//! labels, and prune the graph down to what computes the scores.
+//! labels, and prune the graph down to what computes the scores. Distance
+//! loops are fused into one native op ([`super::distance_scan`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +14,7 @@ use tract_onnx::pb::{self, type_proto, GraphProto, NodeProto, ValueInfoProto};
 use tract_onnx::prelude::DatumType;
 use tract_onnx::tensor::load_tensor;
 
+use super::distance_scan;
 use super::signature::ClassLabels;
 use super::LoadError;
 
@@ -76,6 +78,7 @@ pub fn prepare_classifier(graph: &mut GraphProto) -> Result<ClassifierGraph, Loa
     let mut outputs = vec![scores.clone()];
     outputs.extend(label_output.as_ref().map(|l| l.tensor.clone()));
     prune_to_outputs(graph, &outputs);
+    distance_scan::fuse_distance_scans(graph);
     Ok(ClassifierGraph {
         scores,
         labels,

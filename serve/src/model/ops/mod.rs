@@ -7,6 +7,7 @@
 //! since that is what exporters test against.
 
 mod attributes;
+mod distances;
 mod encoders;
 mod kernel;
 mod labels;
@@ -25,4 +26,5 @@ pub fn register(register: &mut OnnxOpRegister) {
     preprocess::register(register);
     encoders::register(register);
     svm::register(register);
+    distances::register(register);
 }
