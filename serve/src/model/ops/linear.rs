@@ -15,7 +15,7 @@ use tract_onnx::prelude::tract_ndarray::{Array2, ArrayView2};
 use tract_onnx::tract_hir::internal::*;
 
 use super::attributes::Attributes;
-use super::kernel::{contiguous_row, expansion, Kernel, OutputSpec, Width};
+use super::kernel::{expansion, Kernel, OutputSpec, Width};
 use super::labels::{first_max, ClassLabels};
 use super::post_transform::{logistic, probit, PostTransform};
 
@@ -77,27 +77,35 @@ impl Linear {
         })
     }
 
-    /// `row · coefficients[t] + intercepts[t]` for every target `t`, summed
-    /// as onnxruntime's sgemm does: per block of features, fused
-    /// multiply-adds in feature order from zero; each block's sum is then
-    /// added to the intercept (or, without intercepts, to the previous
-    /// blocks). `acc` is scratch space of `targets` floats.
-    fn scores(&self, row: &[f32], out: &mut [f32], acc: &mut [f32]) {
+    /// `row · coefficients[t] + intercepts[t]` for every target `t` of each
+    /// of `R` rows, into `out` (`[R, targets]`), summed as onnxruntime's
+    /// sgemm does: per block of features, fused multiply-adds in feature
+    /// order from zero; each block's sum is then added to the intercept (or,
+    /// without intercepts, to the previous blocks). Rows go `R` at a time so
+    /// their independent chains of multiply-adds overlap (one target means
+    /// one chain per row); each keeps its own order and rounding. `acc` is
+    /// scratch space of `R * targets` floats.
+    fn scores<const R: usize>(&self, rows: [&[f32]; R], out: &mut [f32], acc: &mut [f32]) {
+        let targets = self.targets;
         for (block, start) in (0..self.features).step_by(SGEMM_BLOCK).enumerate() {
             let end = (start + SGEMM_BLOCK).min(self.features);
             acc.fill(0.0);
-            let weights = self.by_feature[start * self.targets..end * self.targets]
-                .chunks_exact(self.targets);
-            for (&x, weights) in row[start..end].iter().zip(weights) {
-                for (a, &w) in acc.iter_mut().zip(weights) {
-                    *a = fma(x, w, *a);
+            let weights = self.by_feature[start * targets..end * targets].chunks_exact(targets);
+            for (f, weights) in (start..end).zip(weights) {
+                for (row, acc) in rows.iter().zip(acc.chunks_exact_mut(targets)) {
+                    let x = row[f];
+                    for (a, &w) in acc.iter_mut().zip(weights) {
+                        *a = fma(x, w, *a);
+                    }
                 }
             }
             match (&self.intercepts, block) {
                 (None, 0) => out.copy_from_slice(acc),
                 (Some(intercepts), 0) => {
-                    for ((o, &b), &a) in out.iter_mut().zip(intercepts).zip(acc.iter()) {
-                        *o = b + a;
+                    for (out, acc) in out.chunks_exact_mut(targets).zip(acc.chunks_exact(targets)) {
+                        for ((o, &b), &a) in out.iter_mut().zip(intercepts).zip(acc) {
+                            *o = b + a;
+                        }
                     }
                 }
                 _ => out.iter_mut().zip(acc.iter()).for_each(|(o, &a)| *o += a),
@@ -108,12 +116,28 @@ impl Linear {
     /// Calls `f(raw scores, row index)` for each row of `input`, which has
     /// `features` columns (the kernel checks it).
     fn for_each_row(&self, input: &ArrayView2<'_, f32>, mut f: impl FnMut(&mut [f32], usize)) {
-        let mut scores = vec![0.0f32; self.targets];
-        let mut acc = vec![0.0f32; self.targets];
-        let mut row_buf = Vec::new();
-        for (ix, row) in input.rows().into_iter().enumerate() {
-            self.scores(contiguous_row(row, &mut row_buf), &mut scores, &mut acc);
-            f(&mut scores, ix);
+        const ROWS: usize = 8;
+        let targets = self.targets;
+        let mut scores = vec![0.0f32; ROWS * targets];
+        let mut acc = vec![0.0f32; ROWS * targets];
+        let input = input.as_standard_layout();
+        let flat = input.as_slice().expect("standard layout is contiguous");
+        let width = self.features;
+        let mut blocks = flat.chunks_exact(ROWS * width);
+        let mut ix = 0;
+        for block in &mut blocks {
+            let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &block[r * width..(r + 1) * width]);
+            self.scores(rows, &mut scores, &mut acc);
+            for row_scores in scores.chunks_exact_mut(targets) {
+                f(row_scores, ix);
+                ix += 1;
+            }
+        }
+        for row in blocks.remainder().chunks_exact(width) {
+            let (scores, acc) = (&mut scores[..targets], &mut acc[..targets]);
+            self.scores([row], scores, acc);
+            f(scores, ix);
+            ix += 1;
         }
     }
 }

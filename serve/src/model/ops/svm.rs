@@ -215,26 +215,57 @@ fn sgemm_nt(a: ArrayView2<f32>, b: ArrayView2<f32>, alpha: f32, bias: Option<f32
         return out;
     }
     let stride_k = mlas_stride_k(b.nrows(), a.ncols());
+    let b = b.as_standard_layout();
+    let vectors = b.as_slice().expect("standard layout is contiguous");
+    let width = a.ncols();
+    let mut row_buf = Vec::new();
     for (x, mut out_row) in a.outer_iter().zip(out.outer_iter_mut()) {
-        for (v, o) in b.outer_iter().zip(out_row.iter_mut()) {
-            let mut total = bias;
-            let mut k = 0;
-            while k < x.len() {
-                let end = (k + stride_k).min(x.len());
-                let mut acc = 0.0f32;
-                for i in k..end {
-                    acc = x[i].mul_add(v[i], acc);
-                }
-                total = Some(match total {
-                    None => acc * alpha,
-                    Some(t) => acc.mul_add(alpha, t),
-                });
-                k = end;
-            }
-            *o = total.unwrap_or(0.0);
+        let x = contiguous_row(x, &mut row_buf);
+        let out_row = out_row.as_slice_mut().expect("fresh arrays are contiguous");
+        // Four columns at a time so their independent chains of multiply-adds
+        // overlap in the pipeline; each keeps its own order and rounding.
+        let mut groups = vectors.chunks_exact(4 * width);
+        let mut outs = out_row.chunks_exact_mut(4);
+        for (group, out) in (&mut groups).zip(&mut outs) {
+            let group: [&[f32]; 4] = std::array::from_fn(|g| &group[g * width..(g + 1) * width]);
+            out.copy_from_slice(&sgemm_dots(x, group, stride_k, alpha, bias));
+        }
+        let remaining = groups.remainder().chunks_exact(width);
+        for (v, o) in remaining.zip(outs.into_remainder()) {
+            [*o] = sgemm_dots(x, [v], stride_k, alpha, bias);
         }
     }
     out
+}
+
+/// `alpha · x·v + bias` for each of `G` vectors, as MLAS's general kernel
+/// rounds it: fused multiply-adds in order within each K slice of
+/// `stride_k`, each slice's sum scaled and added to the output.
+#[inline(always)]
+fn sgemm_dots<const G: usize>(
+    x: &[f32],
+    vectors: [&[f32]; G],
+    stride_k: usize,
+    alpha: f32,
+    bias: Option<f32>,
+) -> [f32; G] {
+    let mut totals = [bias; G];
+    for start in (0..x.len()).step_by(stride_k) {
+        let end = (start + stride_k).min(x.len());
+        let mut acc = [0.0f32; G];
+        for i in start..end {
+            for (a, v) in acc.iter_mut().zip(&vectors) {
+                *a = x[i].mul_add(v[i], *a);
+            }
+        }
+        for (total, a) in totals.iter_mut().zip(acc) {
+            *total = Some(match *total {
+                None => a * alpha,
+                Some(t) => a.mul_add(alpha, t),
+            });
+        }
+    }
+    totals.map(|t| t.unwrap_or(0.0))
 }
 
 /// The K stride MLAS's SGEMM uses for `n` output columns and depth `k`: 128,
@@ -272,6 +303,68 @@ struct Svc {
     rho: Vec<f32>,
     /// Per pair, Platt's sigmoid (A, B), when the model has probabilities.
     platt: Option<Vec<(f32, f32)>>,
+}
+
+impl Svc {
+    /// Per row of `kernels` (`[rows, vectors]`), each pair's decision value
+    /// before rounding to f32, `[rows, pairs]`: class i's vectors weigh in
+    /// with coefficient row j - 1, class j's with row i; products in f32,
+    /// summed in f64 in vector order, plus rho, as onnxruntime computes it.
+    /// Four rows go together so their independent sums overlap in the
+    /// pipeline; each row's own order, and so its rounding, is unchanged.
+    fn decisions(&self, kernels: &Array2<f32>, pairs: usize) -> Vec<f64> {
+        const ROWS: usize = 4;
+        let vectors = kernels.ncols();
+        let flat = kernels.as_slice().expect("fresh arrays are contiguous");
+        let mut sums = vec![0.0f64; kernels.nrows() * pairs];
+        let mut blocks = flat.chunks_exact(ROWS * vectors);
+        let mut outs = sums.chunks_exact_mut(ROWS * pairs);
+        for (block, out) in (&mut blocks).zip(&mut outs) {
+            let rows: [&[f32]; ROWS] =
+                std::array::from_fn(|r| &block[r * vectors..(r + 1) * vectors]);
+            self.pair_sums(rows, out);
+        }
+        for (row, out) in blocks
+            .remainder()
+            .chunks_exact(vectors)
+            .zip(outs.into_remainder().chunks_exact_mut(pairs))
+        {
+            self.pair_sums([row], out);
+        }
+        sums
+    }
+
+    /// [`Svc::decisions`] for `R` rows' kernel values, into `out` (`[R, pairs]`).
+    #[inline(always)]
+    fn pair_sums<const R: usize>(&self, rows: [&[f32]; R], out: &mut [f64]) {
+        let classes = self.ranges.len();
+        let vectors = rows[0].len();
+        let pairs = out.len() / R;
+        let mut pair = 0;
+        for i in 0..classes {
+            for j in i + 1..classes {
+                let (start_i, count_i) = self.ranges[i];
+                let (start_j, count_j) = self.ranges[j];
+                let row_i = &self.coefficients[(j - 1) * vectors..j * vectors];
+                let row_j = &self.coefficients[i * vectors..(i + 1) * vectors];
+                let mut sums = [0.0f64; R];
+                for m in start_i..start_i + count_i {
+                    for (sum, k) in sums.iter_mut().zip(&rows) {
+                        *sum += (row_i[m] * k[m]) as f64;
+                    }
+                }
+                for m in start_j..start_j + count_j {
+                    for (sum, k) in sums.iter_mut().zip(&rows) {
+                        *sum += (row_j[m] * k[m]) as f64;
+                    }
+                }
+                for (r, sum) in sums.into_iter().enumerate() {
+                    out[r * pairs + pair] = sum + self.rho[pair] as f64;
+                }
+                pair += 1;
+            }
+        }
+    }
 }
 
 /// How the classifier scores a row.
@@ -496,34 +589,25 @@ impl SvmClassifier {
     ) {
         let classes = self.classes();
         let kernels = svc.kernel.matrix(input, svc.vectors.view());
-        let vectors = kernels.ncols();
-        let coefficients = &svc.coefficients;
-        let mut decisions = vec![0.0f32; classes * (classes - 1) / 2];
+        let pairs = classes * (classes - 1) / 2;
+        let all_decisions = svc.decisions(&kernels, pairs);
         let mut votes = vec![0u32; classes];
         let mut pairwise = vec![0.0f32; classes * classes];
-        for (k, mut out) in kernels.outer_iter().zip(scores.outer_iter_mut()) {
-            let k = k.as_slice().expect("fresh arrays are contiguous");
+        let mut coupling = Coupling::new(classes);
+        let mut decisions = vec![0.0f32; pairs];
+        for (sums, mut out) in all_decisions
+            .chunks_exact(pairs)
+            .zip(scores.outer_iter_mut())
+        {
             let out = out.as_slice_mut().expect("fresh arrays are contiguous");
+            for (d, &sum) in decisions.iter_mut().zip(sums) {
+                *d = sum as f32;
+            }
             votes.fill(0);
             let mut pair = 0;
             for i in 0..classes {
                 for j in i + 1..classes {
-                    // Class i's vectors weigh in with coefficient row j - 1,
-                    // class j's with row i; products in f32, sum in f64.
-                    let (start_i, count_i) = svc.ranges[i];
-                    let (start_j, count_j) = svc.ranges[j];
-                    let row_i = &coefficients[(j - 1) * vectors..j * vectors];
-                    let row_j = &coefficients[i * vectors..(i + 1) * vectors];
-                    let mut sum = 0.0f64;
-                    for m in start_i..start_i + count_i {
-                        sum += (row_i[m] * k[m]) as f64;
-                    }
-                    for m in start_j..start_j + count_j {
-                        sum += (row_j[m] * k[m]) as f64;
-                    }
-                    sum += svc.rho[pair] as f64;
-                    decisions[pair] = sum as f32;
-                    votes[if sum > 0.0 { i } else { j }] += 1;
+                    votes[if sums[pair] > 0.0 { i } else { j }] += 1;
                     pair += 1;
                 }
             }
@@ -542,7 +626,7 @@ impl SvmClassifier {
                             pair += 1;
                         }
                     }
-                    couple(classes, &pairwise, out);
+                    coupling.couple(&pairwise, out);
                     self.post_transform.apply_batched(out);
                 }
                 None if classes == 2 => {
@@ -604,52 +688,70 @@ fn clamp_probability(p: f32) -> f32 {
     }
 }
 
-/// Class probabilities from pairwise ones (`r[i * k + j]`: class i beats
-/// class j), by the fixed-point iteration of Wu, Lin and Weng (2004), method
-/// 2, as libsvm's `multiclass_probability` and onnxruntime (in f32, at most
-/// 100 rounds) compute it.
-fn couple(k: usize, r: &[f32], p: &mut [f32]) {
-    let kf = k as f32;
-    let mut q = vec![0.0f32; k * k];
-    let mut qp = vec![0.0f32; k];
-    for i in 0..k {
-        p[i] = 1.0 / kf;
-        for j in 0..i {
-            q[i * k + i] += r[j * k + i] * r[j * k + i];
-            q[i * k + j] = q[j * k + i];
-        }
-        for j in i + 1..k {
-            q[i * k + i] += r[j * k + i] * r[j * k + i];
-            q[i * k + j] = -r[j * k + i] * r[i * k + j];
+/// Scratch space for [`Coupling::couple`], allocated once per batch.
+struct Coupling {
+    q: Vec<f32>,
+    qp: Vec<f32>,
+}
+
+impl Coupling {
+    fn new(classes: usize) -> Coupling {
+        Coupling {
+            q: vec![0.0; classes * classes],
+            qp: vec![0.0; classes],
         }
     }
-    let eps = 0.005 / kf;
-    for _ in 0..100 {
-        let mut pqp = 0.0f32;
+
+    /// Class probabilities from pairwise ones (`r[i * k + j]`: class i beats
+    /// class j), by the fixed-point iteration of Wu, Lin and Weng (2004), method
+    /// 2, as libsvm's `multiclass_probability` and onnxruntime (in f32, at most
+    /// 100 rounds) compute it.
+    fn couple(&mut self, r: &[f32], p: &mut [f32]) {
+        let k = self.qp.len();
+        let kf = k as f32;
+        let (q, qp) = (&mut self.q, &mut self.qp);
+        q.fill(0.0);
         for i in 0..k {
-            qp[i] = 0.0;
-            for j in 0..k {
-                qp[i] += q[i * k + j] * p[j];
+            p[i] = 1.0 / kf;
+            for j in 0..i {
+                q[i * k + i] += r[j * k + i] * r[j * k + i];
+                q[i * k + j] = q[j * k + i];
             }
-            pqp += p[i] * qp[i];
-        }
-        let mut max_error = 0.0f32;
-        for &v in qp.iter() {
-            let error = (v - pqp).abs();
-            if error > max_error {
-                max_error = error;
+            for j in i + 1..k {
+                q[i * k + i] += r[j * k + i] * r[j * k + i];
+                q[i * k + j] = -r[j * k + i] * r[i * k + j];
             }
         }
-        if max_error < eps {
-            break;
-        }
-        for i in 0..k {
-            let diff = (-qp[i] + pqp) / q[i * k + i];
-            p[i] += diff;
-            pqp = (pqp + diff * (diff * q[i * k + i] + 2.0 * qp[i])) / (1.0 + diff) / (1.0 + diff);
-            for j in 0..k {
-                qp[j] = (qp[j] + diff * q[i * k + j]) / (1.0 + diff);
-                p[j] /= 1.0 + diff;
+        let eps = 0.005 / kf;
+        for _ in 0..100 {
+            let mut pqp = 0.0f32;
+            for i in 0..k {
+                qp[i] = 0.0;
+                for j in 0..k {
+                    qp[i] += q[i * k + j] * p[j];
+                }
+                pqp += p[i] * qp[i];
+            }
+            let mut max_error = 0.0f32;
+            for &v in qp.iter() {
+                let error = (v - pqp).abs();
+                if error > max_error {
+                    max_error = error;
+                }
+            }
+            if max_error < eps {
+                break;
+            }
+            for i in 0..k {
+                let diff = (-qp[i] + pqp) / q[i * k + i];
+                p[i] += diff;
+                pqp = (pqp + diff * (diff * q[i * k + i] + 2.0 * qp[i]))
+                    / (1.0 + diff)
+                    / (1.0 + diff);
+                for j in 0..k {
+                    qp[j] = (qp[j] + diff * q[i * k + j]) / (1.0 + diff);
+                    p[j] /= 1.0 + diff;
+                }
             }
         }
     }
@@ -1007,7 +1109,7 @@ mod tests {
     #[test]
     fn coupling_of_two_classes_is_the_pairwise_probability() {
         let mut p = [0.0f32; 2];
-        couple(2, &[0.0, 0.8, 0.2, 0.0], &mut p);
+        Coupling::new(2).couple(&[0.0, 0.8, 0.2, 0.0], &mut p);
         assert!(
             (p[0] - 0.8).abs() < 1e-3 && (p[1] - 0.2).abs() < 1e-3,
             "{p:?}"
