@@ -84,9 +84,15 @@ impl Linear {
     /// without intercepts, to the previous blocks). Rows go `R` at a time so
     /// their independent chains of multiply-adds overlap (one target means
     /// one chain per row); each keeps its own order and rounding. `acc` is
-    /// scratch space of `R * targets` floats.
-    fn scores<const R: usize>(&self, rows: [&[f32]; R], out: &mut [f32], acc: &mut [f32]) {
-        let targets = self.targets;
+    /// scratch space of `R * targets` floats. `T` is the target count when
+    /// known at compile time (so the innermost loop unrolls), else 0.
+    fn scores<const R: usize, const T: usize>(
+        &self,
+        rows: [&[f32]; R],
+        out: &mut [f32],
+        acc: &mut [f32],
+    ) {
+        let targets = if T == 0 { self.targets } else { T };
         for (block, start) in (0..self.features).step_by(SGEMM_BLOCK).enumerate() {
             let end = (start + SGEMM_BLOCK).min(self.features);
             acc.fill(0.0);
@@ -127,7 +133,12 @@ impl Linear {
         let mut ix = 0;
         for block in &mut blocks {
             let rows: [&[f32]; ROWS] = std::array::from_fn(|r| &block[r * width..(r + 1) * width]);
-            self.scores(rows, &mut scores, &mut acc);
+            match targets {
+                1 => self.scores::<ROWS, 1>(rows, &mut scores, &mut acc),
+                2 => self.scores::<ROWS, 2>(rows, &mut scores, &mut acc),
+                3 => self.scores::<ROWS, 3>(rows, &mut scores, &mut acc),
+                _ => self.scores::<ROWS, 0>(rows, &mut scores, &mut acc),
+            }
             for row_scores in scores.chunks_exact_mut(targets) {
                 f(row_scores, ix);
                 ix += 1;
@@ -135,7 +146,7 @@ impl Linear {
         }
         for row in blocks.remainder().chunks_exact(width) {
             let (scores, acc) = (&mut scores[..targets], &mut acc[..targets]);
-            self.scores([row], scores, acc);
+            self.scores::<1, 0>([row], scores, acc);
             f(scores, ix);
             ix += 1;
         }
