@@ -5,7 +5,8 @@
 //! (tract's classifier ops cannot produce strings) and label outputs we
 //! recompute anyway. We find the class-score tensor, remember the class
 //! labels, and prune the graph down to what computes the scores. Distance
-//! loops are fused into one native op ([`super::distance_scan`]).
+//! loops are fused into one native op ([`super::distance_scan`]), as are
+//! dense layers ([`super::dense_fusion`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,9 +15,9 @@ use tract_onnx::pb::{self, type_proto, GraphProto, NodeProto, ValueInfoProto};
 use tract_onnx::prelude::DatumType;
 use tract_onnx::tensor::load_tensor;
 
-use super::distance_scan;
 use super::signature::ClassLabels;
 use super::LoadError;
+use super::{dense_fusion, distance_scan};
 
 const ML_DOMAIN: &str = "ai.onnx.ml";
 /// ai.onnx.ml classifier ops that carry their class labels as attributes.
@@ -79,6 +80,7 @@ pub fn prepare_classifier(graph: &mut GraphProto) -> Result<ClassifierGraph, Loa
     outputs.extend(label_output.as_ref().map(|l| l.tensor.clone()));
     prune_to_outputs(graph, &outputs);
     distance_scan::fuse_distance_scans(graph);
+    dense_fusion::fuse_dense_layers(graph);
     Ok(ClassifierGraph {
         scores,
         labels,

@@ -5,6 +5,7 @@
 //! [`FeatureMatrix`] and get [`Predictions`] or a [`crate::ServeError`] back.
 
 mod classifier;
+mod dense_fusion;
 mod distance_scan;
 mod graph;
 mod input;

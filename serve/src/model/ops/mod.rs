@@ -7,6 +7,7 @@
 //! since that is what exporters test against.
 
 mod attributes;
+mod dense;
 mod distances;
 mod encoders;
 mod kernel;
@@ -27,4 +28,5 @@ pub fn register(register: &mut OnnxOpRegister) {
     encoders::register(register);
     svm::register(register);
     distances::register(register);
+    dense::register(register);
 }
