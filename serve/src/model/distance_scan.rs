@@ -206,14 +206,16 @@ fn reduces_axis_one(body: &GraphProto, reduce: &NodeProto) -> bool {
     axes == [1] || axes == [-1]
 }
 
-/// The int64 values of `tensor` when the body holds it as a constant.
-fn constant_ints(body: &GraphProto, tensor: &str) -> Option<Vec<i64>> {
-    let proto = body
+/// The int64 values of `tensor` when `graph` holds it as a constant
+/// (an initializer or a `Constant` node).
+pub(super) fn constant_ints(graph: &GraphProto, tensor: &str) -> Option<Vec<i64>> {
+    let proto = graph
         .initializer
         .iter()
         .find(|t| t.name == tensor)
         .or_else(|| {
-            body.node
+            graph
+                .node
                 .iter()
                 .find(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == tensor))?
                 .attribute

@@ -6,7 +6,8 @@
 //! recompute anyway. We find the class-score tensor, remember the class
 //! labels, and prune the graph down to what computes the scores. Distance
 //! loops are fused into one native op ([`super::distance_scan`]), as are
-//! dense layers ([`super::dense_fusion`]).
+//! dense layers ([`super::dense_fusion`]); a small constant `TopK` becomes a
+//! one-pass selection ([`super::top_k`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +18,7 @@ use tract_onnx::tensor::load_tensor;
 
 use super::signature::ClassLabels;
 use super::LoadError;
-use super::{dense_fusion, distance_scan};
+use super::{dense_fusion, distance_scan, top_k};
 
 const ML_DOMAIN: &str = "ai.onnx.ml";
 /// ai.onnx.ml classifier ops that carry their class labels as attributes.
@@ -80,6 +81,7 @@ pub fn prepare_classifier(graph: &mut GraphProto) -> Result<ClassifierGraph, Loa
     outputs.extend(label_output.as_ref().map(|l| l.tensor.clone()));
     prune_to_outputs(graph, &outputs);
     distance_scan::fuse_distance_scans(graph);
+    top_k::replace_top_k(graph);
     dense_fusion::fuse_dense_layers(graph);
     Ok(ClassifierGraph {
         scores,

@@ -15,6 +15,7 @@ mod ops;
 mod repository;
 mod signature;
 mod test_set;
+mod top_k;
 
 pub use classifier::Predictions;
 pub use input::FeatureMatrix;

@@ -30,6 +30,8 @@ pub enum Width {
     SameShape,
     /// The input's shape with one more axis of this length (one-hot codes).
     AppendAxis(usize),
+    /// The input's shape with its last axis this long (top-k selections).
+    LastAxis(usize),
 }
 
 /// The rank a kernel accepts.
@@ -199,6 +201,15 @@ impl<K: Kernel> Expansion for NativeExpansion<K> {
                         s.equals(&outputs[ix].shape, shape)
                     })?;
                 }
+                Width::LastAxis(len) => {
+                    s.equals(&output.rank, &inputs[0].rank)?;
+                    s.given(&inputs[0].shape, move |s, mut shape| {
+                        if let Some(last) = shape.last_mut() {
+                            *last = len.to_dim();
+                        }
+                        s.equals(&outputs[ix].shape, shape)
+                    })?;
+                }
             }
         }
         Ok(())
@@ -260,6 +271,13 @@ impl<K: Kernel> TypedOp for NativeOp<K> {
                     Width::AppendAxis(len) => {
                         let mut shape = input.to_tvec();
                         shape.push(len.to_dim());
+                        shape
+                    }
+                    Width::LastAxis(len) => {
+                        let mut shape = input.to_tvec();
+                        if let Some(last) = shape.last_mut() {
+                            *last = len.to_dim();
+                        }
                         shape
                     }
                 };

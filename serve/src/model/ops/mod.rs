@@ -16,6 +16,7 @@ mod linear;
 mod post_transform;
 mod preprocess;
 mod svm;
+mod top_k;
 mod tree_ensemble;
 
 use tract_onnx::model::OnnxOpRegister;
@@ -28,5 +29,6 @@ pub fn register(register: &mut OnnxOpRegister) {
     encoders::register(register);
     svm::register(register);
     distances::register(register);
+    top_k::register(register);
     dense::register(register);
 }
