@@ -46,8 +46,17 @@ impl FeatureMatrix {
         };
         let tensor = match signature.input_type {
             ElementType::F32 => {
-                // Convert first, check after: both loops vectorize.
-                let out: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                // Straight into the tensor (an array would be copied into
+                // one); convert first, check after: both loops vectorize.
+                let mut tensor = Tensor::zero::<f32>(&shape)
+                    .map_err(|e| ServeError::invalid(format!("{what}: {e}")))?;
+                let mut view = tensor
+                    .to_plain_array_view_mut::<f32>()
+                    .expect("a fresh f32 tensor");
+                let out = view.as_slice_mut().expect("fresh tensors are contiguous");
+                for (o, &v) in out.iter_mut().zip(values) {
+                    *o = v as f32;
+                }
                 if !out.iter().all(|x| x.is_finite()) {
                     let ix = out
                         .iter()
@@ -55,7 +64,7 @@ impl FeatureMatrix {
                         .expect("one is not finite");
                     return Err(bad(ix, "is not a finite FP32 number"));
                 }
-                tract_ndarray::Array2::from_shape_vec(shape, out).map(Tensor::from)
+                Ok(tensor)
             }
             ElementType::F64 => {
                 if let Some(ix) = values.iter().position(|v| !v.is_finite()) {

@@ -120,6 +120,27 @@ impl Split for Lt {
     }
 }
 
+/// `BRANCH_LEQ` where every branch sends NaN to its true child (LightGBM
+/// exports): "not greater" is one comparison that is true for NaN.
+struct LeqOrNan;
+impl Split for LeqOrNan {
+    #[inline(always)]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // true for NaN, on purpose
+    fn goes_true<T: Threshold>(_: Mode, x: T, threshold: T) -> bool {
+        !(x > threshold)
+    }
+}
+
+/// `BRANCH_LT` where every branch sends NaN to its true child.
+struct LtOrNan;
+impl Split for LtOrNan {
+    #[inline(always)]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // true for NaN, on purpose
+    fn goes_true<T: Threshold>(_: Mode, x: T, threshold: T) -> bool {
+        !(x >= threshold)
+    }
+}
+
 /// Each node's own mode.
 struct PerNode;
 impl Split for PerNode {
@@ -443,6 +464,13 @@ impl Node<f64> {
     }
 }
 
+/// Which branch nodes send NaN to their true child.
+enum Missing {
+    None,
+    All,
+    Some,
+}
+
 /// A batch to walk through the trees: `input` holds the rows, `width`
 /// features each, at least one more than any node reads.
 struct Walk<'a> {
@@ -455,14 +483,24 @@ impl Walk<'_> {
     /// Picks the compiled walk for the forest's comparison and missing-value
     /// handling.
     fn nodes<T: Threshold>(&self, nodes: &[Node<T>], uniform_mode: Option<Mode>) -> Vec<u32> {
-        let missing = nodes.iter().any(|n| n.missing_goes_true);
+        let branches = || nodes.iter().filter(|n| n.mode != Mode::Leaf);
+        let missing = match (
+            branches().any(|n| n.missing_goes_true),
+            branches().all(|n| n.missing_goes_true),
+        ) {
+            (false, _) => Missing::None,
+            (true, true) => Missing::All,
+            (true, false) => Missing::Some,
+        };
         match (uniform_mode, missing) {
-            (Some(Mode::Leq), false) => self.leaves::<T, Leq, false>(nodes),
-            (Some(Mode::Leq), true) => self.leaves::<T, Leq, true>(nodes),
-            (Some(Mode::Lt), false) => self.leaves::<T, Lt, false>(nodes),
-            (Some(Mode::Lt), true) => self.leaves::<T, Lt, true>(nodes),
-            (_, false) => self.leaves::<T, PerNode, false>(nodes),
-            (_, true) => self.leaves::<T, PerNode, true>(nodes),
+            (Some(Mode::Leq), Missing::None) => self.leaves::<T, Leq, false>(nodes),
+            (Some(Mode::Leq), Missing::All) => self.leaves::<T, LeqOrNan, false>(nodes),
+            (Some(Mode::Leq), Missing::Some) => self.leaves::<T, Leq, true>(nodes),
+            (Some(Mode::Lt), Missing::None) => self.leaves::<T, Lt, false>(nodes),
+            (Some(Mode::Lt), Missing::All) => self.leaves::<T, LtOrNan, false>(nodes),
+            (Some(Mode::Lt), Missing::Some) => self.leaves::<T, Lt, true>(nodes),
+            (_, Missing::None) => self.leaves::<T, PerNode, false>(nodes),
+            (_, _) => self.leaves::<T, PerNode, true>(nodes),
         }
     }
 
@@ -564,7 +602,13 @@ mod tests {
         nodes: Vec<SpecNode>,
     }
 
-    fn random_forest(random: &mut Random, trees: i64, modes: &[&'static str]) -> Spec {
+    /// `missing`: 0 no branch sends NaN to its true child, 1 all do, 2 some.
+    fn random_forest(
+        random: &mut Random,
+        trees: i64,
+        modes: &[&'static str],
+        missing: usize,
+    ) -> Spec {
         let mut nodes = Vec::new();
         for tree in 0..trees {
             // Grow each tree by splitting random leaves.
@@ -587,7 +631,10 @@ mod tests {
                     threshold,
                     t,
                     f,
-                    random.below(2) as i64,
+                    match missing {
+                        0 | 1 => missing as i64,
+                        _ => random.below(2) as i64,
+                    },
                 ));
             }
             for id in leaves {
@@ -679,8 +726,11 @@ mod tests {
             [0.0f32, 0.5, 1.0, 1.5, 2.0, f32::NAN][random.below(6)]
         });
         for modes in [&MODES[..], &MODES[..1], &MODES[1..2], &MODES[2..3]] {
-            for double in [false, true] {
-                let spec = random_forest(&mut random, 7, modes);
+            for (double, missing) in [false, true]
+                .into_iter()
+                .flat_map(|d| (0..3).map(move |m| (d, m)))
+            {
+                let spec = random_forest(&mut random, 7, modes, missing);
                 let node = spec.node(double);
                 let forest = Forest::parse(&Attributes::new(&node), "target", 1).unwrap();
                 let leaves = forest.leaves(&input.view()).unwrap();
@@ -692,7 +742,7 @@ mod tests {
                         assert_eq!(
                             (leaf.0, leaf.1),
                             spec.reference_leaf(tree as i64, &row),
-                            "modes {modes:?}, double {double}, row {row:?}, tree {tree}"
+                            "modes {modes:?}, double {double}, missing {missing}, row {row:?}, tree {tree}"
                         );
                     }
                 }
