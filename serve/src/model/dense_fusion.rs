@@ -11,9 +11,9 @@
 //! Anything else (a shared intermediate, a non-constant weight, a transposed
 //! or scaled `Gemm`, an input not known to be a matrix) is left to tract.
 
-use tract_onnx::pb::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, NodeProto, TensorProto,
-};
+use tract_onnx::pb::{type_proto, GraphProto, NodeProto, TensorProto};
+
+use super::rewrite::{string_attribute, tensor_attribute};
 
 /// The op type of the fused node (see `ops::dense`).
 pub const FUSED_OP: &str = "FusedDense";
@@ -273,48 +273,21 @@ fn transposed(t: &TensorProto) -> Option<TensorProto> {
     })
 }
 
-fn tensor_attribute(name: &str, tensor: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Tensor as i32,
-        t: Some(tensor),
-        ..Default::default()
-    }
-}
-
-fn string_attribute(name: &str, value: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::String as i32,
-        s: value.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use tract_onnx::pb::attribute_proto::AttributeType;
     use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
-    use tract_onnx::pb::{ModelProto, OperatorSetIdProto, ValueInfoProto};
+    use tract_onnx::pb::{AttributeProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
     use tract_onnx::prelude::*;
 
+    use super::super::rewrite::int_attribute;
+    use super::super::rewrite::testing::{count, zoo_graph};
     use super::*;
 
     /// skl2onnx's MLPClassifier export (64 features, hidden 32 and 16, 10
     /// classes): `Cast`, then `MatMul`, `Add`, `Relu` per layer.
     fn mlp_graph() -> GraphProto {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../models/zoo/mlp_nozipmap/1/model.onnx"
-        );
-        let bytes = std::fs::read(path).expect("the zoo is committed");
-        let model: ModelProto = tract_onnx::onnx()
-            .proto_model_for_read(&mut bytes.as_slice())
-            .expect("a valid model");
-        model.graph.expect("a graph")
-    }
-
-    fn count(graph: &GraphProto, op_type: &str) -> usize {
-        graph.node.iter().filter(|n| n.op_type == op_type).count()
+        zoo_graph("mlp_nozipmap")
     }
 
     fn first<'g>(graph: &'g mut GraphProto, op_type: &str) -> &'g mut NodeProto {
@@ -350,15 +323,6 @@ mod tests {
         matmul.attribute = attribute;
         graph.node.retain(|n| n.name != add.name);
         graph
-    }
-
-    fn int_attribute(name: &str, i: i64) -> AttributeProto {
-        AttributeProto {
-            name: name.into(),
-            r#type: AttributeType::Int as i32,
-            i,
-            ..Default::default()
-        }
     }
 
     fn float_attribute(name: &str, f: f32) -> AttributeProto {

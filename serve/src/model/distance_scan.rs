@@ -13,15 +13,14 @@
 //! `[rows, points]` directly, with the same per-element arithmetic. Any
 //! other `Scan` is left to tract.
 
-use tract_onnx::pb::{
-    attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto,
-};
+use tract_onnx::pb::{GraphProto, NodeProto};
+
+use super::rewrite::{constant_ints, string_attribute, tensor_attribute};
 
 /// The op type of the fused node (see `ops::distances`).
 pub const FUSED_OP: &str = "FusedDistanceScan";
 const FUSED_DOMAIN: &str = "ai.modelops";
 const FLOAT: i32 = 1;
-const INT64: i32 = 7;
 
 /// The distance a matched `Scan` body computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,78 +205,14 @@ fn reduces_axis_one(body: &GraphProto, reduce: &NodeProto) -> bool {
     axes == [1] || axes == [-1]
 }
 
-/// The int64 values of `tensor` when `graph` holds it as a constant
-/// (an initializer or a `Constant` node).
-pub(super) fn constant_ints(graph: &GraphProto, tensor: &str) -> Option<Vec<i64>> {
-    let proto = graph
-        .initializer
-        .iter()
-        .find(|t| t.name == tensor)
-        .or_else(|| {
-            graph
-                .node
-                .iter()
-                .find(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == tensor))?
-                .attribute
-                .iter()
-                .find(|a| a.name == "value")?
-                .t
-                .as_ref()
-        })?;
-    if proto.data_type != INT64 {
-        return None;
-    }
-    if !proto.int64_data.is_empty() {
-        return Some(proto.int64_data.clone());
-    }
-    let raw = &proto.raw_data;
-    (raw.len() % 8 == 0).then(|| {
-        raw.chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8")))
-            .collect()
-    })
-}
-
-fn tensor_attribute(name: &str, tensor: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Tensor as i32,
-        t: Some(tensor),
-        ..Default::default()
-    }
-}
-
-fn string_attribute(name: &str, value: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::String as i32,
-        s: value.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use tract_onnx::pb::ModelProto;
-    use tract_onnx::prelude::Framework;
-
+    use super::super::rewrite::testing::{count, zoo_graph};
     use super::*;
 
     /// skl2onnx's KNeighborsClassifier export (euclidean, 105 points).
     fn knn_graph() -> GraphProto {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../models/zoo/knn_nozipmap/1/model.onnx"
-        );
-        let bytes = std::fs::read(path).expect("the zoo is committed");
-        let model: ModelProto = tract_onnx::onnx()
-            .proto_model_for_read(&mut bytes.as_slice())
-            .expect("a valid model");
-        model.graph.expect("a graph")
-    }
-
-    fn count(graph: &GraphProto, op_type: &str) -> usize {
-        graph.node.iter().filter(|n| n.op_type == op_type).count()
+        zoo_graph("knn_nozipmap")
     }
 
     fn body_mut(graph: &mut GraphProto) -> &mut GraphProto {

@@ -13,6 +13,7 @@ mod loader;
 mod manifest;
 mod ops;
 mod repository;
+mod rewrite;
 mod signature;
 mod test_set;
 mod top_k;

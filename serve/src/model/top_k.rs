@@ -7,9 +7,9 @@
 //! `SmallTopK` node (see `ops::top_k`) selects along the last axis, ties in
 //! index order, values sorted, as onnxruntime returns them.
 
-use tract_onnx::pb::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto};
+use tract_onnx::pb::{GraphProto, NodeProto};
 
-use super::distance_scan::constant_ints;
+use super::rewrite::{constant_ints, int_attribute};
 
 /// The op type of the replacement node.
 pub const SMALL_TOP_K: &str = "SmallTopK";
@@ -60,32 +60,13 @@ fn small_top_k(graph: &GraphProto, node: &NodeProto) -> Option<NodeProto> {
     })
 }
 
-fn int_attribute(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Int as i32,
-        i: value,
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use tract_onnx::pb::ModelProto;
-    use tract_onnx::prelude::Framework;
-
+    use super::super::rewrite::testing::zoo_graph;
     use super::*;
 
     fn knn_graph() -> GraphProto {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../models/zoo/knn_nozipmap/1/model.onnx"
-        );
-        let bytes = std::fs::read(path).expect("the zoo is committed");
-        let model: ModelProto = tract_onnx::onnx()
-            .proto_model_for_read(&mut bytes.as_slice())
-            .expect("a valid model");
-        model.graph.expect("a graph")
+        zoo_graph("knn_nozipmap")
     }
 
     fn top_k(graph: &GraphProto) -> &NodeProto {

@@ -206,15 +206,20 @@ mod tests {
     use super::*;
     use tract_onnx::prelude::tract_ndarray::{arr1, arr2};
 
+    /// A `FusedDense` node.
+    fn layer(weights: &Tensor, bias: Option<Tensor>, activation: &str) -> NodeProto {
+        let mut attrs = vec![
+            tensor_attr("weights", weights),
+            string("activation", activation),
+        ];
+        attrs.extend(bias.map(|b| tensor_attr("bias", &b)));
+        node(FUSED_OP, &["X"], &["Y"], attrs)
+    }
+
     /// A layer of 2 features and 3 units.
     fn dense(bias: Option<[f32; 3]>, activation: &str, x: &Tensor) -> TractResult<Tensor> {
         let weights: Tensor = arr2(&[[1.0f32, -2.0, 0.5], [3.0, 1.0, -1.0]]).into();
-        let mut attrs = vec![
-            tensor_attr("weights", &weights),
-            string("activation", activation),
-        ];
-        attrs.extend(bias.map(|b| tensor_attr("bias", &arr1(&b).into())));
-        let node = node(FUSED_OP, &["X"], &["Y"], attrs);
+        let node = layer(&weights, bias.map(|b| arr1(&b).into()), activation);
         Ok(run_node(node, &[("X", x)])?.remove(0))
     }
 
@@ -247,15 +252,7 @@ mod tests {
     #[test]
     fn softmax_turns_each_row_into_probabilities() {
         let weights: Tensor = arr2(&[[1.0f32, 0.0], [0.0, 1.0]]).into();
-        let node = node(
-            FUSED_OP,
-            &["X"],
-            &["Y"],
-            vec![
-                tensor_attr("weights", &weights),
-                string("activation", "softmax"),
-            ],
-        );
+        let node = layer(&weights, None, "softmax");
         // e^ln3 / (e^ln3 + e^0) = 3/4; a large score must not overflow.
         let x: Tensor = arr2(&[[0.0f32, 0.0], [3.0f32.ln(), 0.0], [1000.0, 0.0]]).into();
         let y = run_node(node, &[("X", &x)]).unwrap().remove(0);
@@ -273,15 +270,7 @@ mod tests {
         let weights = Tensor::from_shape(&[2, units], &weights).unwrap();
         let x: Vec<f32> = (0..6).flat_map(|r| [r as f32; 2]).collect();
         let x = Tensor::from_shape(&[6, 2], &x).unwrap();
-        let node = node(
-            FUSED_OP,
-            &["X"],
-            &["Y"],
-            vec![
-                tensor_attr("weights", &weights),
-                string("activation", "identity"),
-            ],
-        );
+        let node = layer(&weights, None, "identity");
         let y = run_node(node, &[("X", &x)]).unwrap().remove(0);
         assert_eq!(y.shape(), [6, units]);
         let expected: Vec<f32> = (0..6)
@@ -295,15 +284,7 @@ mod tests {
         let features = SGEMM_BLOCK + 3;
         let weights = Tensor::from_shape(&[features, 1], &vec![1.0f32; features]).unwrap();
         let x = Tensor::from_shape(&[1, features], &vec![0.5f32; features]).unwrap();
-        let node = node(
-            FUSED_OP,
-            &["X"],
-            &["Y"],
-            vec![
-                tensor_attr("weights", &weights),
-                string("activation", "identity"),
-            ],
-        );
+        let node = layer(&weights, None, "identity");
         let y = run_node(node, &[("X", &x)]).unwrap().remove(0);
         assert_close(&y, &[features as f32 * 0.5], 0.0);
     }
@@ -318,16 +299,7 @@ mod tests {
     #[test]
     fn a_bias_of_the_wrong_length_is_refused() {
         let weights: Tensor = arr2(&[[1.0f32, 2.0]]).into();
-        let node = node(
-            FUSED_OP,
-            &["X"],
-            &["Y"],
-            vec![
-                tensor_attr("weights", &weights),
-                tensor_attr("bias", &arr1(&[1.0f32]).into()),
-                string("activation", "identity"),
-            ],
-        );
+        let node = layer(&weights, Some(arr1(&[1.0f32]).into()), "identity");
         let error = node_error(node, &[("X", &arr2(&[[1.0f32]]).into())]);
         assert!(error.contains("must be 2 floats"), "{error}");
     }
