@@ -177,6 +177,8 @@ pub struct Forest {
     nodes: Nodes,
     /// The mode of every branch node, when they share one.
     uniform_mode: Option<Mode>,
+    /// Which branch nodes send NaN to their true child.
+    missing: Missing,
     roots: Vec<u32>,
     /// Per node, the range of its weights in `weights` (empty for branches).
     weight_ranges: Vec<[u32; 2]>,
@@ -332,12 +334,22 @@ impl Forest {
             .collect();
         let roots: Vec<u32> = roots.into_iter().map(|(_, ix)| ix).collect();
         check_acyclic(attrs, &nodes, &roots)?;
+        let branches = || nodes.iter().filter(|n| n.mode != Mode::Leaf);
+        let missing = match (
+            branches().any(|n| n.missing_goes_true),
+            branches().all(|n| n.missing_goes_true),
+        ) {
+            (false, _) => Missing::None,
+            (true, true) => Missing::All,
+            (true, false) => Missing::Some,
+        };
         Ok(Forest {
             nodes: if double_thresholds {
                 Nodes::Double(nodes)
             } else {
                 Nodes::Single(nodes.into_iter().map(Node::to_single).collect())
             },
+            missing,
             uniform_mode: match branch_modes.len() {
                 1 => branch_modes.into_iter().next(),
                 _ => None,
@@ -374,8 +386,8 @@ impl Forest {
             width,
         };
         Ok(match &self.nodes {
-            Nodes::Single(nodes) => walk.nodes(nodes, self.uniform_mode),
-            Nodes::Double(nodes) => walk.nodes(nodes, self.uniform_mode),
+            Nodes::Single(nodes) => walk.nodes(nodes, self.uniform_mode, self.missing),
+            Nodes::Double(nodes) => walk.nodes(nodes, self.uniform_mode, self.missing),
         })
     }
 
@@ -465,6 +477,7 @@ impl Node<f64> {
 }
 
 /// Which branch nodes send NaN to their true child.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Missing {
     None,
     All,
@@ -482,16 +495,12 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// Picks the compiled walk for the forest's comparison and missing-value
     /// handling.
-    fn nodes<T: Threshold>(&self, nodes: &[Node<T>], uniform_mode: Option<Mode>) -> Vec<u32> {
-        let branches = || nodes.iter().filter(|n| n.mode != Mode::Leaf);
-        let missing = match (
-            branches().any(|n| n.missing_goes_true),
-            branches().all(|n| n.missing_goes_true),
-        ) {
-            (false, _) => Missing::None,
-            (true, true) => Missing::All,
-            (true, false) => Missing::Some,
-        };
+    fn nodes<T: Threshold>(
+        &self,
+        nodes: &[Node<T>],
+        uniform_mode: Option<Mode>,
+        missing: Missing,
+    ) -> Vec<u32> {
         match (uniform_mode, missing) {
             (Some(Mode::Leq), Missing::None) => self.leaves::<T, Leq, false>(nodes),
             (Some(Mode::Leq), Missing::All) => self.leaves::<T, LeqOrNan, false>(nodes),
