@@ -146,7 +146,7 @@ fn body_metric(body: &GraphProto) -> Option<Metric> {
     let [state_out, scan_out] = &body.output[..] else {
         return None;
     };
-    let source = |tensor| source(body, tensor);
+    let source = |tensor| through_identities(body, tensor);
     if source(&state_out.name).0 != rows.name {
         return None;
     }
@@ -171,7 +171,10 @@ fn body_metric(body: &GraphProto) -> Option<Metric> {
 
 /// Follows `Identity` nodes back from `tensor` to where it is computed:
 /// that tensor's name and the body node producing it (none for an input).
-fn source<'g>(body: &'g GraphProto, mut tensor: &'g str) -> (&'g str, Option<&'g NodeProto>) {
+fn through_identities<'g>(
+    body: &'g GraphProto,
+    mut tensor: &'g str,
+) -> (&'g str, Option<&'g NodeProto>) {
     loop {
         let producer = body
             .node

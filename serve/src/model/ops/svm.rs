@@ -312,8 +312,10 @@ impl Svc {
     /// summed in f64 in vector order, plus rho, as onnxruntime computes it.
     /// Four rows go together so their independent sums overlap in the
     /// pipeline; each row's own order, and so its rounding, is unchanged.
-    fn decisions(&self, kernels: &Array2<f32>, pairs: usize) -> Vec<f64> {
+    fn decisions(&self, kernels: &Array2<f32>) -> Vec<f64> {
         const ROWS: usize = 4;
+        let classes = self.ranges.len();
+        let pairs = classes * (classes - 1) / 2;
         let vectors = kernels.ncols();
         let flat = kernels.as_slice().expect("fresh arrays are contiguous");
         let mut sums = vec![0.0f64; kernels.nrows() * pairs];
@@ -590,7 +592,7 @@ impl SvmClassifier {
         let classes = self.classes();
         let kernels = svc.kernel.matrix(input, svc.vectors.view());
         let pairs = classes * (classes - 1) / 2;
-        let all_decisions = svc.decisions(&kernels, pairs);
+        let all_decisions = svc.decisions(&kernels);
         let mut votes = vec![0u32; classes];
         let mut pairwise = vec![0.0f32; classes * classes];
         let mut coupling = Coupling::new(classes);
