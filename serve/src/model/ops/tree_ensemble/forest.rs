@@ -3,14 +3,17 @@
 //! Every tree lives in one node array; a branch holds its two children's
 //! indices and a leaf points at itself, so a walk is index arithmetic with
 //! no branch on the comparison's outcome. A batch is walked tree by tree,
-//! [`BLOCK`] rows at a time in lock step: the rows' walks are independent,
-//! so their memory loads overlap instead of waiting on each other. Forests
-//! whose branches all compare the same way (scikit-learn: `BRANCH_LEQ`;
-//! LightGBM, XGBoost: `BRANCH_LT`) get a walk with that comparison built in.
+//! [`BLOCK`] rows at a time in lock step for as many steps as the tree is
+//! deep: the rows' walks are independent, so their memory loads overlap
+//! instead of waiting on each other, and no step asks whether the rows have
+//! all arrived. Forests whose branches all compare the same way
+//! (scikit-learn: `BRANCH_LEQ`; LightGBM, XGBoost: `BRANCH_LT`) get a walk
+//! with that comparison built in.
 //! Thresholds keep the precision the model gives them: f32 attributes are
 //! compared in f32, `*_as_tensor` doubles in f64, as onnxruntime does.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::AddAssign;
 
 use tract_onnx::prelude::tract_ndarray::ArrayView2;
 use tract_onnx::tract_hir::internal::*;
@@ -73,29 +76,29 @@ impl Threshold for f64 {
     }
 }
 
-/// One node. A branch's `next` holds its true and false children; a leaf's
-/// holds its own index twice, so stepping from a leaf stays there.
+/// One node: what every step reads, 16 bytes with an f32 threshold. A
+/// branch's `next` holds its true and false children; a leaf's holds its
+/// own index twice, so stepping from a leaf stays there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Node<T> {
     threshold: T,
     feature: u32,
     next: [u32; 2],
+}
+
+/// What only some walks read (each node's own mode, which branches send NaN
+/// to their true child), kept apart so the nodes stay small.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Kind {
     mode: Mode,
     missing_goes_true: bool,
 }
 
-impl<T: Threshold> Node<T> {
-    /// The child a row whose feature value is `x` goes to, comparing as `S`
-    /// says. `MISSING`: some node of the forest sends NaN to its true child
-    /// (otherwise NaN fails every comparison and goes false, as it should).
-    #[inline(always)]
-    fn child<S: Split, const MISSING: bool>(&self, x: f32) -> u32 {
-        let mut goes_true = S::goes_true(self.mode, T::from_f32(x), self.threshold);
-        if MISSING {
-            goes_true |= self.missing_goes_true & x.is_nan();
-        }
-        self.next[!goes_true as usize]
-    }
+/// One tree: its root node and its depth (branches on its longest path).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tree {
+    root: u32,
+    depth: u32,
 }
 
 /// How branch nodes compare, fixed at compile time when a forest uses one
@@ -175,14 +178,19 @@ enum Nodes {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forest {
     nodes: Nodes,
+    /// Per node, its mode and NaN routing.
+    kinds: Vec<Kind>,
     /// The mode of every branch node, when they share one.
     uniform_mode: Option<Mode>,
     /// Which branch nodes send NaN to their true child.
     missing: Missing,
-    roots: Vec<u32>,
+    trees: Vec<Tree>,
     /// Per node, the range of its weights in `weights` (empty for branches).
     weight_ranges: Vec<[u32; 2]>,
     pub weights: Vec<Weight>,
+    /// Per node, its only weight, when every leaf has exactly one (boosted
+    /// trees): summing then reads one weight per leaf, no range.
+    sole_weights: Option<Vec<Weight>>,
     /// Width of the score vector: classes or targets.
     pub targets: usize,
     /// Largest feature index read; rows must be wider than this.
@@ -245,7 +253,11 @@ impl Forest {
             })
         };
 
+        if targets == 0 {
+            return Err(attrs.error(&format!("{leaf}_ids"), "name no class or target"));
+        }
         let mut nodes: Vec<Node<f64>> = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
         let mut max_feature = 0;
         for ix in 0..n {
             let mode = Mode::parse(&modes[ix]).ok_or_else(|| {
@@ -268,9 +280,11 @@ impl Forest {
             nodes.push(Node {
                 threshold: values[ix],
                 feature,
+                next,
+            });
+            kinds.push(Kind {
                 mode,
                 missing_goes_true: missing[ix] != 0,
-                next,
             });
         }
 
@@ -308,33 +322,51 @@ impl Forest {
             weight_ranges.push([start, weights.len() as u32]);
         }
 
+        let sole_weights = kinds
+            .iter()
+            .zip(&weight_ranges)
+            .all(|(k, [start, end])| k.mode != Mode::Leaf || end - start == 1)
+            .then(|| {
+                let first = |&[start, _]: &[u32; 2]| weights.get(start as usize).copied();
+                let none = Weight {
+                    target: 0,
+                    value: 0.0,
+                };
+                // Branches are never summed: any weight will do for them.
+                weight_ranges
+                    .iter()
+                    .map(|r| first(r).unwrap_or(none))
+                    .collect()
+            });
+
         // Roots: per tree, the node no other node points at.
         let children: HashSet<u32> = nodes
             .iter()
-            .filter(|n| n.mode != Mode::Leaf)
-            .flat_map(|n| n.next)
+            .zip(&kinds)
+            .filter(|(_, k)| k.mode != Mode::Leaf)
+            .flat_map(|(n, _)| n.next)
             .collect();
         let mut roots: Vec<(i64, u32)> = (0..n as u32)
             .filter(|ix| !children.contains(ix))
             .map(|ix| (tree_ids[ix as usize], ix))
             .collect();
         roots.sort();
-        let trees: HashSet<i64> = tree_ids.iter().copied().collect();
-        if roots.len() != trees.len() {
+        let distinct_tree_ids: HashSet<i64> = tree_ids.iter().copied().collect();
+        if roots.len() != distinct_tree_ids.len() {
             return Err(attrs.error(
                 "nodes_truenodeids",
                 "does not describe one tree per tree id",
             ));
         }
         let double_thresholds = attrs.has("nodes_values_as_tensor");
-        let branch_modes: HashSet<Mode> = nodes
+        let branch_modes: HashSet<Mode> = kinds
             .iter()
-            .map(|n| n.mode)
+            .map(|k| k.mode)
             .filter(|&m| m != Mode::Leaf)
             .collect();
         let roots: Vec<u32> = roots.into_iter().map(|(_, ix)| ix).collect();
-        check_acyclic(attrs, &nodes, &roots)?;
-        let branches = || nodes.iter().filter(|n| n.mode != Mode::Leaf);
+        let trees = depths(attrs, &nodes, &kinds, &roots)?;
+        let branches = || kinds.iter().filter(|k| k.mode != Mode::Leaf);
         let missing = match (
             branches().any(|n| n.missing_goes_true),
             branches().all(|n| n.missing_goes_true),
@@ -349,14 +381,16 @@ impl Forest {
             } else {
                 Nodes::Single(nodes.into_iter().map(Node::to_single).collect())
             },
+            kinds,
             missing,
             uniform_mode: match branch_modes.len() {
                 1 => branch_modes.into_iter().next(),
                 _ => None,
             },
-            roots,
+            trees,
             weight_ranges,
             weights,
+            sole_weights,
             targets,
             max_feature,
             single_precision: !double_thresholds
@@ -365,10 +399,10 @@ impl Forest {
     }
 
     pub fn trees(&self) -> usize {
-        self.roots.len()
+        self.trees.len()
     }
 
-    /// The leaf each row of `input` reaches in each tree, `[rows, trees]`.
+    /// The leaf each row of `input` reaches in each tree, `[trees, rows]`.
     pub fn leaves(&self, input: &ArrayView2<f32>) -> TractResult<Vec<u32>> {
         if input.ncols() <= self.max_feature {
             bail!(
@@ -379,11 +413,11 @@ impl Forest {
         }
         let input = input.as_standard_layout();
         let data = input.as_slice().expect("standard layout is contiguous");
-        let (roots, width) = (&self.roots[..], input.ncols());
         let walk = Walk {
-            roots,
+            trees: &self.trees,
+            kinds: &self.kinds,
             input: data,
-            width,
+            width: input.ncols(),
         };
         Ok(match &self.nodes {
             Nodes::Single(nodes) => walk.nodes(nodes, self.uniform_mode, self.missing),
@@ -397,40 +431,75 @@ impl Forest {
         &self.weights[start as usize..end as usize]
     }
 
-    /// Summed leaf weights per target over one row's `leaves` (in tree
-    /// order, as onnxruntime adds them), and whether any leaf scored each
-    /// target.
-    /// `sums32` (one entry per target) is scratch space for the f32 sums:
-    /// summing in f32 rather than rounding an f64 after each addition takes
-    /// two conversions off the chain of dependent additions.
-    pub fn sum_row(
+    /// Each row's summed leaf weights per target, `[rows, targets]`, added
+    /// in tree order as onnxruntime adds them, and whether any leaf scored
+    /// each target. Tree by tree, so that one row's dependent additions
+    /// overlap with the other rows'.
+    pub fn sums(&self, input: &ArrayView2<f32>) -> TractResult<Sums> {
+        let leaves = self.leaves(input)?;
+        let cells = input.nrows() * self.targets;
+        let mut scored = vec![false; cells];
+        let values = if self.single_precision {
+            // Summing in f32 rather than rounding an f64 after each addition
+            // takes two conversions off the chain of dependent additions.
+            let mut sums = vec![0.0f32; cells];
+            self.add_leaves(&leaves, &mut sums, &mut scored);
+            sums.into_iter().map(f64::from).collect()
+        } else {
+            let mut sums = vec![0.0f64; cells];
+            self.add_leaves(&leaves, &mut sums, &mut scored);
+            sums
+        };
+        Ok(Sums { values, scored })
+    }
+
+    /// Adds the weights of `leaves` (`[trees, rows]`, from
+    /// [`Forest::leaves`]) into `sums` (`[rows, targets]`), flagging each
+    /// target scored. Indexing is unchecked, as in the walk.
+    #[allow(unsafe_code)]
+    fn add_leaves<A: Threshold + AddAssign>(
         &self,
         leaves: &[u32],
-        sums: &mut [f64],
+        sums: &mut [A],
         scored: &mut [bool],
-        sums32: &mut [f32],
     ) {
-        scored.fill(false);
-        if self.single_precision {
-            sums32.fill(0.0);
-            for &leaf in leaves {
-                for w in self.leaf_weights(leaf) {
-                    let t = w.target as usize;
-                    sums32[t] += w.value as f32;
-                    scored[t] = true;
+        let rows = sums.len() / self.targets;
+        if rows == 0 {
+            return;
+        }
+        let mut add = |row: usize, w: &Weight| {
+            let cell = row * self.targets + w.target as usize;
+            debug_assert!(cell < sums.len() && cell < scored.len());
+            // SAFETY: `row` is below `rows`, both slices hold
+            // `rows * targets` cells, and `Forest::parse` checked every
+            // weight's target is below `targets`.
+            unsafe {
+                *sums.get_unchecked_mut(cell) += A::from_f64(w.value);
+                *scored.get_unchecked_mut(cell) = true;
+            }
+        };
+        let tree_leaves = leaves.chunks_exact(rows);
+        if let Some(sole_weights) = &self.sole_weights {
+            for tree_leaves in tree_leaves {
+                for (row, &leaf) in tree_leaves.iter().enumerate() {
+                    debug_assert!((leaf as usize) < sole_weights.len());
+                    // SAFETY: `leaves` holds node indices from the walk,
+                    // and `sole_weights` has one entry per node.
+                    add(row, unsafe { sole_weights.get_unchecked(leaf as usize) });
                 }
             }
-            for (sum, &s) in sums.iter_mut().zip(sums32.iter()) {
-                *sum = s as f64;
-            }
-        } else {
-            sums.fill(0.0);
-            for &leaf in leaves {
-                for w in self.leaf_weights(leaf) {
-                    let t = w.target as usize;
-                    sums[t] += w.value;
-                    scored[t] = true;
-                }
+            return;
+        }
+        for tree_leaves in tree_leaves {
+            for (row, &leaf) in tree_leaves.iter().enumerate() {
+                debug_assert!((leaf as usize) < self.weight_ranges.len());
+                // SAFETY: `leaves` holds node indices from the walk, and
+                // `weight_ranges` has one entry per node.
+                let [start, end] = *unsafe { self.weight_ranges.get_unchecked(leaf as usize) };
+                debug_assert!(start <= end && end as usize <= self.weights.len());
+                // SAFETY: `Forest::parse` built each range within `weights`.
+                let weights = unsafe { self.weights.get_unchecked(start as usize..end as usize) };
+                weights.iter().for_each(|w| add(row, w));
             }
         }
     }
@@ -446,21 +515,32 @@ impl Forest {
     }
 }
 
-/// Every node is reached at most once from the roots: no cycles, so a walk
-/// always ends at a leaf.
-fn check_acyclic(attrs: &Attributes, nodes: &[Node<f64>], roots: &[u32]) -> TractResult<()> {
+/// Each tree's depth, checking that every node is reached at most once
+/// from the roots: no cycles, so a walk always ends at a leaf.
+fn depths(
+    attrs: &Attributes,
+    nodes: &[Node<f64>],
+    kinds: &[Kind],
+    roots: &[u32],
+) -> TractResult<Vec<Tree>> {
     let mut seen = vec![false; nodes.len()];
-    let mut stack: Vec<u32> = roots.to_vec();
-    while let Some(ix) = stack.pop() {
-        if std::mem::replace(&mut seen[ix as usize], true) {
-            return Err(attrs.error("nodes_truenodeids", "makes the trees cyclic or shared"));
+    let mut trees = Vec::with_capacity(roots.len());
+    for &root in roots {
+        let mut depth = 0;
+        let mut stack = vec![(root, 0)];
+        while let Some((ix, level)) = stack.pop() {
+            if std::mem::replace(&mut seen[ix as usize], true) {
+                return Err(attrs.error("nodes_truenodeids", "makes the trees cyclic or shared"));
+            }
+            if kinds[ix as usize].mode == Mode::Leaf {
+                depth = depth.max(level);
+            } else {
+                stack.extend(nodes[ix as usize].next.map(|child| (child, level + 1)));
+            }
         }
-        let node = &nodes[ix as usize];
-        if node.mode != Mode::Leaf {
-            stack.extend(node.next);
-        }
+        trees.push(Tree { root, depth });
     }
-    Ok(())
+    Ok(trees)
 }
 
 impl Node<f64> {
@@ -470,10 +550,14 @@ impl Node<f64> {
             threshold: f32::from_f64(self.threshold),
             feature: self.feature,
             next: self.next,
-            mode: self.mode,
-            missing_goes_true: self.missing_goes_true,
         }
     }
+}
+
+/// Each row's summed leaf weights, `[rows, targets]` (see [`Forest::sums`]).
+pub struct Sums {
+    pub values: Vec<f64>,
+    pub scored: Vec<bool>,
 }
 
 /// Which branch nodes send NaN to their true child.
@@ -487,7 +571,8 @@ enum Missing {
 /// A batch to walk through the trees: `input` holds the rows, `width`
 /// features each, at least one more than any node reads.
 struct Walk<'a> {
-    roots: &'a [u32],
+    trees: &'a [Tree],
+    kinds: &'a [Kind],
     input: &'a [f32],
     width: usize,
 }
@@ -513,61 +598,72 @@ impl Walk<'_> {
         }
     }
 
-    /// The leaf each row reaches in each tree, `[rows, trees]`. Tree by
+    /// The leaf each row reaches in each tree, `[trees, rows]`. Tree by
     /// tree, so a tree's nodes stay in cache across the batch, [`BLOCK`]
     /// rows at a time in lock step. Indexing is unchecked: the bounds checks
     /// were a third of the walk's instructions, and the walk is nearly all
     /// of a forest's scoring time.
     #[allow(unsafe_code)]
     fn leaves<T: Threshold, S: Split, const MISSING: bool>(&self, nodes: &[Node<T>]) -> Vec<u32> {
-        let (trees, width) = (self.roots.len(), self.width);
+        let width = self.width;
         let rows = self.input.len() / width;
-        let mut leaves = vec![0u32; rows * trees];
-        let node = |ix: u32| {
-            debug_assert!((ix as usize) < nodes.len());
+        let mut leaves = vec![0u32; self.trees.len() * rows];
+        if rows == 0 {
+            return leaves;
+        }
+        // The child a row starting at `row_start` in `input` goes to from
+        // node `ix`, comparing as `S` says. `MISSING`: some node of the
+        // forest sends NaN to its true child (otherwise NaN fails every
+        // comparison and goes false, as it should).
+        let step = |ix: u32, row_start: usize| {
+            debug_assert!((ix as usize) < nodes.len() && nodes.len() == self.kinds.len());
             // SAFETY: roots and every node's children index `nodes`
-            // (`Forest::parse` resolved each id to an index into it).
-            unsafe { nodes.get_unchecked(ix as usize) }
-        };
-        let value = |row_start: usize, node: &Node<T>| {
-            let ix = row_start + node.feature as usize;
-            debug_assert!((node.feature as usize) < width && ix < self.input.len());
+            // (`Forest::parse` resolved each id to an index into it), and
+            // `kinds` has one entry per node.
+            let (node, kind) = unsafe {
+                (
+                    nodes.get_unchecked(ix as usize),
+                    self.kinds.get_unchecked(ix as usize),
+                )
+            };
+            let at = row_start + node.feature as usize;
+            debug_assert!((node.feature as usize) < width && at < self.input.len());
             // SAFETY: `row_start` starts a row of `width` values and every
             // node's feature is below `width` (`Forest::leaves` checks the
             // largest; leaves read feature 0).
-            unsafe { *self.input.get_unchecked(ix) }
+            let x = unsafe { *self.input.get_unchecked(at) };
+            let mut goes_true = S::goes_true(kind.mode, T::from_f32(x), node.threshold);
+            if MISSING {
+                goes_true |= kind.missing_goes_true & x.is_nan();
+            }
+            node.next[!goes_true as usize]
         };
         let blocked = rows - rows % BLOCK;
-        for (tree, &root) in self.roots.iter().enumerate() {
-            for first in (0..blocked).step_by(BLOCK) {
+        for (tree, leaves) in self.trees.iter().zip(leaves.chunks_exact_mut(rows)) {
+            let blocks = leaves.chunks_exact_mut(BLOCK);
+            for (first, leaves) in (0..blocked).step_by(BLOCK).zip(blocks) {
                 let starts: [usize; BLOCK] = std::array::from_fn(|b| (first + b) * width);
-                let mut at = [root; BLOCK];
+                let mut at = [tree.root; BLOCK];
                 // Rows already at a leaf step onto it again: no branch per row.
-                loop {
-                    let mut all_leaves = true;
+                for _ in 0..tree.depth {
                     for (ix, &start) in at.iter_mut().zip(&starts) {
-                        let n = node(*ix);
-                        all_leaves &= n.mode == Mode::Leaf;
-                        *ix = n.child::<S, MISSING>(value(start, n));
-                    }
-                    if all_leaves {
-                        break;
+                        *ix = step(*ix, start);
                     }
                 }
-                for (b, leaf) in at.into_iter().enumerate() {
-                    leaves[(first + b) * trees + tree] = leaf;
-                }
+                leaves.copy_from_slice(&at);
             }
-            for r in blocked..rows {
-                let mut ix = root;
+            // Left-over rows one at a time, each stopping at its leaf (the
+            // only node that is its own child).
+            for (r, leaf) in (blocked..rows).zip(&mut leaves[blocked..]) {
+                let mut ix = tree.root;
                 loop {
-                    let n = node(ix);
-                    if n.mode == Mode::Leaf {
+                    let next = step(ix, r * width);
+                    if next == ix {
                         break;
                     }
-                    ix = n.child::<S, MISSING>(value(r * width, n));
+                    ix = next;
                 }
-                leaves[r * trees + tree] = ix;
+                *leaf = ix;
             }
         }
         leaves
@@ -743,11 +839,10 @@ mod tests {
                 let node = spec.node(double);
                 let forest = Forest::parse(&Attributes::new(&node), "target", 1).unwrap();
                 let leaves = forest.leaves(&input.view()).unwrap();
-                let trees = forest.trees();
                 for (r, row) in input.rows().into_iter().enumerate() {
                     let row = row.to_vec();
-                    for tree in 0..trees {
-                        let leaf = &spec.nodes[leaves[r * trees + tree] as usize];
+                    for tree in 0..forest.trees() {
+                        let leaf = &spec.nodes[leaves[tree * rows + r] as usize];
                         assert_eq!(
                             (leaf.0, leaf.1),
                             spec.reference_leaf(tree as i64, &row),

@@ -15,7 +15,7 @@ use tract_onnx::tract_hir::internal::*;
 
 mod forest;
 
-use self::forest::Forest;
+use self::forest::{Forest, Sums};
 use super::attributes::Attributes;
 use super::kernel::{expansion, Kernel, OutputSpec, Width};
 use super::labels::ClassLabels;
@@ -186,19 +186,19 @@ impl Kernel for TreeClassifier {
     }
 
     fn eval(&self, input: ArrayView2<'_, f32>) -> TractResult<TVec<Tensor>> {
-        let leaves = self.forest.leaves(&input)?;
+        let Sums {
+            mut values,
+            mut scored,
+        } = self.forest.sums(&input)?;
         let classes = self.labels.len();
         let mut scores = Array2::<f32>::zeros((input.nrows(), classes));
         let mut winners = Vec::with_capacity(input.nrows());
-        let mut sums = vec![0.0; classes];
-        let mut scored = vec![false; classes];
-        let mut sums32 = vec![0.0f32; classes];
-        let trees = self.forest.trees();
-        for (row_leaves, mut out) in leaves.chunks(trees).zip(scores.rows_mut()) {
-            self.forest
-                .sum_row(row_leaves, &mut sums, &mut scored, &mut sums32);
+        let rows = values
+            .chunks_exact_mut(classes)
+            .zip(scored.chunks_exact_mut(classes));
+        for ((sums, scored), mut out) in rows.zip(scores.rows_mut()) {
             let out = out.as_slice_mut().expect("fresh arrays are contiguous");
-            winners.push(self.finish_row(&mut sums, &mut scored, out));
+            winners.push(self.finish_row(sums, scored, out));
         }
         Ok(tvec![self.labels.tensor(&winners), scores.into()])
     }
@@ -265,23 +265,18 @@ impl Kernel for TreeRegressor {
     }
 
     fn eval(&self, input: ArrayView2<'_, f32>) -> TractResult<TVec<Tensor>> {
-        let leaves = self.forest.leaves(&input)?;
-        let targets = self.forest.targets;
-        let trees = self.forest.trees();
-        let mut output = Array2::<f32>::zeros((input.nrows(), targets));
-        let mut acc = vec![0.0f64; targets];
-        let mut scored = vec![false; targets];
-        let mut sums32 = vec![0.0f32; targets];
-        for (row_leaves, mut out) in leaves.chunks(trees).zip(output.rows_mut()) {
-            match self.aggregate {
-                Aggregate::Sum | Aggregate::Average => {
-                    self.forest
-                        .sum_row(row_leaves, &mut acc, &mut scored, &mut sums32)
-                }
-                Aggregate::Min | Aggregate::Max => {
+        let (rows, targets, trees) = (input.nrows(), self.forest.targets, self.forest.trees());
+        let mut output = Array2::<f32>::zeros((rows, targets));
+        let acc = match self.aggregate {
+            Aggregate::Sum | Aggregate::Average => self.forest.sums(&input)?.values,
+            Aggregate::Min | Aggregate::Max => {
+                let leaves = self.forest.leaves(&input)?;
+                let mut acc = vec![0.0f64; rows * targets];
+                let mut scored = vec![false; targets];
+                for (row, acc) in acc.chunks_exact_mut(targets).enumerate() {
                     scored.fill(false);
-                    for &leaf in row_leaves {
-                        for w in self.forest.leaf_weights(leaf) {
+                    for tree in 0..trees {
+                        for w in self.forest.leaf_weights(leaves[tree * rows + row]) {
                             let (t, v) = (w.target as usize, w.value);
                             let better = match self.aggregate {
                                 Aggregate::Min => v < acc[t],
@@ -293,13 +288,11 @@ impl Kernel for TreeRegressor {
                             }
                         }
                     }
-                    for (a, s) in acc.iter_mut().zip(&scored) {
-                        if !s {
-                            *a = 0.0;
-                        }
-                    }
                 }
+                acc
             }
+        };
+        for (acc, mut out) in acc.chunks_exact(targets).zip(output.rows_mut()) {
             let out = out.as_slice_mut().expect("fresh arrays are contiguous");
             for (t, o) in out.iter_mut().enumerate() {
                 let mut v = acc[t];
