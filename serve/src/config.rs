@@ -8,6 +8,16 @@ use clap::Parser;
 use crate::batch::BatchConfig;
 
 use crate::model::ModelSource;
+use crate::stream::{KafkaOptions, TopicSpec};
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got `{text}`")),
+    }
+}
 
 /// Serve ONNX classifiers over the Open Inference Protocol (V2) and V1 REST.
 #[derive(Debug, Clone, Parser)]
@@ -71,6 +81,74 @@ pub struct Config {
     #[arg(long, env = "MODELOPS_WORKERS")]
     pub workers: Option<usize>,
 
+    /// Do not serve REST (Kafka only; needs --kafka-brokers).
+    #[arg(long, env = "MODELOPS_NO_REST", requires = "kafka_brokers")]
+    pub no_rest: bool,
+
+    /// Kafka: score messages from these brokers (`host:port,...`); Kafka is
+    /// off without it.
+    #[arg(long, env = "MODELOPS_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka: the topic requests are read from.
+    #[arg(
+        long,
+        env = "MODELOPS_KAFKA_INPUT_TOPIC",
+        default_value = "modelops-requests"
+    )]
+    pub kafka_input_topic: String,
+
+    /// Kafka: the topic results are written to.
+    #[arg(
+        long,
+        env = "MODELOPS_KAFKA_OUTPUT_TOPIC",
+        default_value = "modelops-results"
+    )]
+    pub kafka_output_topic: String,
+
+    /// Kafka: where messages that cannot be scored go, with the reason in
+    /// headers (default: the input topic's name + `.dlq`).
+    #[arg(long, env = "MODELOPS_KAFKA_DLQ_TOPIC")]
+    pub kafka_dlq_topic: Option<String>,
+
+    /// Kafka: the consumer group.
+    #[arg(long, env = "MODELOPS_KAFKA_GROUP_ID", default_value = "modelops")]
+    pub kafka_group_id: String,
+
+    /// Kafka: the model for messages without a `model` header (default: the
+    /// only model, when one is served).
+    #[arg(long, env = "MODELOPS_KAFKA_MODEL")]
+    pub kafka_model: Option<String>,
+
+    /// Kafka: create the input, output and dead-letter topics when missing.
+    #[arg(long, env = "MODELOPS_KAFKA_CREATE_TOPICS")]
+    pub kafka_create_topics: bool,
+
+    /// Kafka: partitions of topics it creates.
+    #[arg(long, env = "MODELOPS_KAFKA_TOPIC_PARTITIONS", default_value_t = 1)]
+    pub kafka_topic_partitions: i32,
+
+    /// Kafka: replication factor of topics it creates.
+    #[arg(long, env = "MODELOPS_KAFKA_TOPIC_REPLICATION", default_value_t = 1)]
+    pub kafka_topic_replication: i32,
+
+    /// Kafka: messages consumed and not yet finished at most; beyond, the
+    /// partitions are paused.
+    #[arg(long, env = "MODELOPS_KAFKA_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub kafka_max_in_flight: usize,
+
+    /// Kafka: a librdkafka property for the consumer and producer (e.g.
+    /// `security.protocol=SASL_SSL`). Repeatable; comma-separated in the
+    /// environment variable.
+    #[arg(
+        long = "kafka-property",
+        env = "MODELOPS_KAFKA_PROPERTIES",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = parse_property
+    )]
+    pub kafka_properties: Vec<(String, String)>,
+
     /// Log filter, e.g. `info` or `serve=debug`.
     #[arg(long, env = "MODELOPS_LOG", default_value = "info")]
     pub log: String,
@@ -85,6 +163,34 @@ impl Config {
             max_queue_rows: self.max_queue_rows.max(1),
             instances: self.instances.max(1),
         }
+    }
+
+    /// The Kafka settings, when Kafka is on. `served` names the models the
+    /// repository holds (the default model is the only one, if one).
+    pub fn kafka(&self, served: &[&str]) -> Option<KafkaOptions> {
+        let brokers = self.kafka_brokers.clone()?;
+        let default_model = self.kafka_model.clone().or(match served {
+            [only] => Some(only.to_string()),
+            _ => None,
+        });
+        Some(KafkaOptions {
+            brokers,
+            input_topic: self.kafka_input_topic.clone(),
+            output_topic: self.kafka_output_topic.clone(),
+            dlq_topic: self
+                .kafka_dlq_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.dlq", self.kafka_input_topic)),
+            group_id: self.kafka_group_id.clone(),
+            default_model,
+            create_topics: self.kafka_create_topics.then_some(TopicSpec {
+                partitions: self.kafka_topic_partitions,
+                replication: self.kafka_topic_replication,
+            }),
+            max_in_flight: self.kafka_max_in_flight.max(1),
+            drain_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
+            client_properties: self.kafka_properties.clone(),
+        })
     }
 
     /// The model sources the flags name: `models/` when nothing is named.

@@ -14,5 +14,6 @@ pub mod http;
 pub mod model;
 pub mod prometheus;
 pub mod shutdown;
+pub mod stream;
 
 pub use error::ServeError;

@@ -11,6 +11,7 @@ use serve::config::Config;
 use serve::http::{self, AppState, HttpOptions};
 use serve::model::ModelRepository;
 use serve::shutdown::{self, Draining};
+use serve::stream::StreamScorer;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -39,19 +40,39 @@ async fn main() -> anyhow::Result<()> {
         shutdown_timeout: Duration::from_secs(config.shutdown_timeout_seconds),
     };
     let signals = shutdown::Signals::install().context("installing signal handlers")?;
-    let (server, addrs) = http::bind(state, &options)
-        .with_context(|| format!("binding {}:{}", config.host, config.port))?;
-    for addr in &addrs {
-        tracing::info!("listening on http://{addr}");
-    }
+    let served: Vec<&str> = state.repository.models().map(|m| m.name.as_str()).collect();
+    let stream = match config.kafka(&served) {
+        Some(kafka) => Some(
+            StreamScorer::start(
+                kafka,
+                state.repository.clone(),
+                state.scheduler.clone(),
+                draining.clone(),
+            )
+            .context("starting Kafka scoring")?,
+        ),
+        None => None,
+    };
     let drain = Duration::from_secs_f64(config.drain_seconds.max(0.0));
-    actix_web::rt::spawn(shutdown::on_signal(
-        signals,
-        server.handle(),
-        draining,
-        drain,
-    ));
-    server.await.context("HTTP server")?;
+    if config.no_rest {
+        shutdown::on_signal(signals, None, draining, drain).await;
+    } else {
+        let (server, addrs) = http::bind(state, &options)
+            .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+        for addr in &addrs {
+            tracing::info!("listening on http://{addr}");
+        }
+        actix_web::rt::spawn(shutdown::on_signal(
+            signals,
+            Some(server.handle()),
+            draining,
+            drain,
+        ));
+        server.await.context("HTTP server")?;
+    }
+    if let Some(stream) = stream {
+        stream.join().context("Kafka scoring")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

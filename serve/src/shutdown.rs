@@ -3,24 +3,38 @@
 //! then the listener closes and in-flight requests finish. A second signal
 //! ends the drain window early.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
-/// Shared "are we going away" flag, read by the readiness endpoint.
-#[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
+/// Shared "are we going away" flag: the readiness endpoint reads it, the
+/// Kafka scorer waits for it to stop consuming.
+#[derive(Debug, Clone)]
+pub struct Draining(Arc<watch::Sender<bool>>);
+
+impl Default for Draining {
+    fn default() -> Self {
+        Draining(Arc::new(watch::channel(false).0))
+    }
+}
 
 impl Draining {
     pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
+    }
+
+    /// Resolves once draining has started (at once if it has).
+    pub async fn started(&self) {
+        let mut changes = self.0.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = changes.wait_for(|draining| *draining).await;
     }
 
     fn start(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.send_replace(true);
     }
 }
 
@@ -40,10 +54,12 @@ impl Signals {
     }
 }
 
-/// Waits for a signal, drains, then stops `server` gracefully.
+/// Waits for a signal, drains, then stops `server` gracefully. Without an
+/// HTTP server (Kafka only) there is no load balancer to wait for: draining
+/// starts and that is all.
 pub async fn on_signal(
     signals: Signals,
-    server: ServerHandle,
+    server: Option<ServerHandle>,
     draining: Draining,
     drain: Duration,
 ) {
@@ -58,6 +74,9 @@ pub async fn on_signal(
         drain_seconds = drain.as_secs_f64(),
         "draining: readiness reports 503"
     );
+    let Some(server) = server else {
+        return;
+    };
     tokio::select! {
         _ = tokio::time::sleep(drain) => {}
         _ = term.recv() => tracing::info!("second signal: ending the drain window"),

@@ -25,6 +25,10 @@ use crate::batch::Scheduler;
 use crate::model::ModelRepository;
 use crate::shutdown::Draining;
 pub use error::error_body;
+// The JSON wire formats, parsed here once and reused by the Kafka transport.
+pub(crate) use body::parse_json;
+pub(crate) use numbers::NestedNumbers;
+pub(crate) use v2::parse_request as parse_v2_request;
 
 /// What every handler shares.
 pub struct AppState {

@@ -5,6 +5,9 @@
 mod request;
 mod response;
 
+/// The V2 request parser, shared with the Kafka transport.
+pub(crate) use request::parse as parse_request;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -1,0 +1,339 @@
+//! Kafka stream scoring: consume → score → produce, at least once.
+//!
+//! Each consumed message is scored by its own task through the model's
+//! batcher (rows of many messages share model runs, as REST requests do),
+//! then its result goes to the output topic, or the message itself to the
+//! dead-letter topic with the reason. An input offset is committed only
+//! when it and every earlier offset of its partition have their result or
+//! dead letter acknowledged by the broker ([`offsets`]), so a crash at any
+//! moment loses nothing (a restart reads the unfinished messages again).
+//!
+//! Work in flight is bounded: past `max_in_flight` messages the assigned
+//! partitions are paused until half of it finished. On a rebalance, work of
+//! the revoked partitions gets a grace period to finish and what is done is
+//! committed ([`context`]). On shutdown consumption stops, work in flight
+//! finishes, offsets are committed and the consumer leaves the group.
+//!
+//! Knows the model domain and the batcher, nothing of HTTP (it reuses the
+//! V2 JSON parser, which is the wire format's one parser).
+
+mod context;
+mod message;
+mod metrics;
+mod offsets;
+mod score;
+mod topics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::Message;
+use thiserror::Error;
+
+use crate::batch::Scheduler;
+use crate::model::ModelRepository;
+use crate::shutdown::Draining;
+use context::{commit, Progress, StreamContext};
+
+pub use message::{MODEL_HEADER, VERSION_HEADER};
+
+/// How long the loop may stop taking messages (work in flight at its bound)
+/// before it pauses the partitions and goes back to polling.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
+/// How often done offsets are committed while running.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+
+/// Where to read from and write to, and how.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub input_topic: String,
+    pub output_topic: String,
+    pub dlq_topic: String,
+    pub group_id: String,
+    /// The model for messages without a `model` header.
+    pub default_model: Option<String>,
+    /// Create the three topics like this when missing.
+    pub create_topics: Option<TopicSpec>,
+    /// Messages consumed and not yet finished, at most.
+    pub max_in_flight: usize,
+    /// On shutdown or revocation, how long work in flight may take.
+    pub drain_timeout: Duration,
+    /// librdkafka properties for the consumer and producer (security, tuning).
+    pub client_properties: Vec<(String, String)>,
+}
+
+#[derive(Debug, Error)]
+pub enum StreamError {
+    #[error("Kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("creating topic `{topic}`: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("starting the Kafka runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Partitions and replication factor of topics the scorer creates.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicSpec {
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+/// What the scoring tasks share.
+struct Pipeline {
+    options: KafkaOptions,
+    repository: Arc<ModelRepository>,
+    scheduler: Arc<Scheduler>,
+    producer: FutureProducer,
+    progress: Arc<Progress>,
+}
+
+/// The stream scorer, running on threads of its own.
+pub struct StreamScorer {
+    thread: std::thread::JoinHandle<Result<(), StreamError>>,
+}
+
+impl StreamScorer {
+    /// Connects, creates topics if asked, subscribes and starts scoring on a
+    /// runtime of its own. It stops when `draining` starts.
+    pub fn start(
+        options: KafkaOptions,
+        repository: Arc<ModelRepository>,
+        scheduler: Arc<Scheduler>,
+        draining: Draining,
+    ) -> Result<StreamScorer, StreamError> {
+        // Two threads: the consumer loop blocks one briefly on commits and
+        // rebalances while scoring tasks go on on the other.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kafka")
+            .enable_all()
+            .build()?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("kafka-main".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let setup = connect(options, repository, scheduler).await;
+                    match setup {
+                        Ok((pipeline, consumer)) => {
+                            let _ = ready_tx.send(Ok(()));
+                            run(Arc::new(pipeline), consumer, draining).await;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            let _ = ready_tx.send(Err(message));
+                            Err(e)
+                        }
+                    }
+                })
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(StreamScorer { thread }),
+            _ => Err(thread
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the Kafka thread panicked").into()))
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("the Kafka thread stopped").into())),
+        }
+    }
+
+    /// Waits until the scorer stopped (after `draining` started).
+    pub fn join(self) -> Result<(), StreamError> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the Kafka thread panicked").into()))
+    }
+}
+
+/// `defaults` overridden by the user's properties.
+fn client_config(options: &KafkaOptions, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &options.brokers);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    for (key, value) in &options.client_properties {
+        config.set(key, value);
+    }
+    config
+}
+
+async fn connect(
+    options: KafkaOptions,
+    repository: Arc<ModelRepository>,
+    scheduler: Arc<Scheduler>,
+) -> Result<(Pipeline, StreamConsumer<StreamContext>), StreamError> {
+    if let Some(spec) = options.create_topics {
+        topics::create_missing(
+            &client_config(&options, &[]),
+            &[
+                &options.input_topic,
+                &options.output_topic,
+                &options.dlq_topic,
+            ],
+            spec,
+        )
+        .await?;
+    }
+    let producer: FutureProducer = client_config(&options, &[])
+        // Retries never duplicate or reorder results.
+        .set("enable.idempotence", "true")
+        .create()?;
+    let progress = Arc::new(Progress::default());
+    let context = StreamContext {
+        progress: progress.clone(),
+        revoke_grace: options.drain_timeout,
+    };
+    let defaults = [
+        // A new group starts at the beginning: nothing published before the
+        // first start is skipped.
+        ("auto.offset.reset", "earliest"),
+        // Statistics carry the consumer lag.
+        ("statistics.interval.ms", "5000"),
+    ];
+    let consumer: StreamConsumer<StreamContext> = client_config(&options, &defaults)
+        .set("group.id", &options.group_id)
+        // Offsets are committed by us, once their results are acknowledged.
+        .set("enable.auto.commit", "false")
+        .create_with_context(context)?;
+    consumer.subscribe(&[&options.input_topic])?;
+    tracing::info!(
+        brokers = options.brokers,
+        input = options.input_topic,
+        output = options.output_topic,
+        dead_letters = options.dlq_topic,
+        group = options.group_id,
+        "Kafka scoring started"
+    );
+    let pipeline = Pipeline {
+        options,
+        repository,
+        scheduler,
+        producer,
+        progress,
+    };
+    Ok((pipeline, consumer))
+}
+
+/// The consumer loop: hands each message to a task, commits on a timer,
+/// pauses while too much is in flight; on `draining`, finishes up.
+async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, draining: Draining) {
+    let progress = pipeline.progress.clone();
+    let max_in_flight = pipeline.options.max_in_flight.max(1);
+    let mut commit_timer = tokio::time::interval(COMMIT_EVERY);
+    // At `max_in_flight` the loop stops taking messages until one finishes;
+    // if that lasts, the partitions are paused so that the consumer can keep
+    // polling (group liveness, rebalances) without fetching more.
+    let mut saturated_since: Option<Instant> = None;
+    let mut paused = false;
+    loop {
+        let pause_at = saturated_since.map(|since| since + PAUSE_AFTER);
+        tokio::select! {
+            biased;
+            _ = draining.started() => break,
+            _ = commit_timer.tick() => commit(&consumer, &progress),
+            _ = progress.finished.notified(), if saturated_since.is_some() => {
+                let in_flight = progress.tracker().in_flight();
+                // Paused partitions lose what was fetched: resume only when
+                // half the work is done, not at every finished message.
+                let resume_below = if paused { max_in_flight / 2 + 1 } else { max_in_flight };
+                if in_flight < resume_below {
+                    saturated_since = None;
+                    if paused {
+                        set_paused(&consumer, false);
+                        paused = false;
+                    }
+                }
+            }
+            _ = sleep_until(pause_at), if pause_at.is_some() && !paused => {
+                set_paused(&consumer, true);
+                paused = true;
+            }
+            received = consumer.recv(), if saturated_since.is_none() || paused => {
+                let message = match received {
+                    Ok(message) => message.detach(),
+                    Err(e) => {
+                        tracing::warn!("consuming failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let ticket = progress
+                    .tracker()
+                    .consumed((message.topic().to_string(), message.partition()), message.offset());
+                let pipeline = pipeline.clone();
+                tokio::spawn(async move {
+                    score::handle(&pipeline, &message).await;
+                    let progress = &pipeline.progress;
+                    let in_flight = {
+                        let mut tracker = progress.tracker();
+                        tracker.done(&ticket);
+                        tracker.in_flight()
+                    };
+                    metrics::in_flight(in_flight);
+                    progress.finished.notify_one();
+                });
+                let in_flight = progress.tracker().in_flight();
+                metrics::in_flight(in_flight);
+                if in_flight >= max_in_flight && saturated_since.is_none() {
+                    saturated_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+    tracing::info!("Kafka: stopped consuming; finishing work in flight");
+    let deadline = Instant::now() + pipeline.options.drain_timeout;
+    while progress.tracker().in_flight() > 0 && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(50), progress.finished.notified()).await;
+    }
+    commit(&consumer, &progress);
+    let left = progress.tracker().in_flight();
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "Kafka: work still in flight at the deadline; those messages will be read again"
+        );
+    }
+    // Leave the group now (the revoke callback commits once more) rather
+    // than when the consumer is dropped.
+    consumer.unsubscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
+    if let Err(e) = tokio::task::block_in_place(|| {
+        rdkafka::producer::Producer::flush(&pipeline.producer, Duration::from_secs(5))
+    }) {
+        tracing::warn!("flushing the producer: {e}");
+    }
+    tracing::info!("Kafka: stopped");
+}
+
+/// Pauses or resumes every assigned partition.
+fn set_paused(consumer: &StreamConsumer<StreamContext>, pause: bool) {
+    let outcome = consumer.assignment().and_then(|assigned| {
+        if pause {
+            consumer.pause(&assigned)
+        } else {
+            consumer.resume(&assigned)
+        }
+    });
+    match outcome {
+        Ok(()) if pause => tracing::debug!("Kafka: too much in flight, partitions paused"),
+        Ok(()) => tracing::debug!("Kafka: partitions resumed"),
+        Err(e) => tracing::warn!("pausing or resuming partitions failed: {e}"),
+    }
+}
+
+/// Sleeps until `deadline` (forever without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}

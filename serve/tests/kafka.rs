@@ -1,0 +1,368 @@
+//! Kafka stream scoring against a real Kafka-protocol broker (noida-db,
+//! started by scripts/test): every message format, headers passed on, dead
+//! letters with the reason, and at-least-once delivery through a SIGKILL,
+//! a rebalance and a graceful shutdown.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use support::kafka::{brokers, committed, create_topic, produce, unique, Outgoing, Reader};
+use support::{v2_request, Reference, Server};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's topics and consumer group.
+struct Topics {
+    input: String,
+    output: String,
+    dlq: String,
+    group: String,
+}
+
+impl Topics {
+    fn new(partitions: i32) -> Topics {
+        let topics = Topics {
+            input: unique("in"),
+            output: unique("out"),
+            dlq: unique("dlq"),
+            group: unique("group"),
+        };
+        create_topic(&topics.input, partitions);
+        create_topic(&topics.output, 1);
+        create_topic(&topics.dlq, 1);
+        topics
+    }
+
+    /// `serve` scoring these topics (and REST, as always), plus `extra` flags.
+    fn scorer(&self, extra: &[&str]) -> Server {
+        let brokers = brokers();
+        let mut args = vec![
+            "--models",
+            "models",
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-input-topic",
+            &self.input,
+            "--kafka-output-topic",
+            &self.output,
+            "--kafka-dlq-topic",
+            &self.dlq,
+            "--kafka-group-id",
+            &self.group,
+            "--drain-seconds",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    }
+}
+
+/// Row `i` of iris' held-back set as a bare JSON row, keyed `i`.
+fn keyed_row(iris: &Reference, i: usize) -> Outgoing {
+    let row = &iris.rows[i % iris.rows.len()];
+    Outgoing::new(Some(&i.to_string()), json!(row).to_string()).header("model", "iris")
+}
+
+/// Checks every result against onnxruntime's label for its row; returns
+/// how many results each key got.
+fn check_results(iris: &Reference, results: &[support::kafka::Received]) -> HashMap<usize, usize> {
+    let mut seen = HashMap::new();
+    for result in results {
+        let key: usize = result.key.as_deref().unwrap().parse().unwrap();
+        let body = result.json();
+        assert_eq!(
+            body["labels"][0],
+            iris.labels[key % iris.rows.len()],
+            "key {key}: {body}"
+        );
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn scores_every_message_format_and_passes_keys_and_headers_on() {
+    let topics = Topics::new(1);
+    let _server = topics.scorer(&[]);
+    let iris = Reference::bundled("iris");
+    let rows = &iris.rows;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut v2 = v2_request("X", &rows[0..2]);
+    v2["id"] = json!("body-id");
+    let messages = vec![
+        Outgoing::new(Some("v2"), v2.to_string())
+            .header("model", "iris")
+            .header("traceparent", traceparent),
+        Outgoing::new(
+            Some("instances"),
+            json!({ "instances": &rows[2..5] }).to_string(),
+        )
+        .header("model", "iris")
+        .header("model-version", "1"),
+        Outgoing::new(Some("row"), json!(rows[5]).to_string()).header("model", "iris"),
+        Outgoing::new(Some("rows"), json!(&rows[6..8]).to_string()).header("model", "iris"),
+        // No key: the V2 body's id names the result.
+        Outgoing::new(None, v2.to_string()).header("model", "iris"),
+    ];
+    produce(&topics.input, &messages);
+
+    let mut reader = Reader::new(&topics.output);
+    assert!(
+        reader.read_until(WAIT, |r| r.received.len() >= 5),
+        "results: {:?}",
+        reader.received
+    );
+    let by_id: HashMap<String, &support::kafka::Received> = reader
+        .received
+        .iter()
+        .map(|r| (r.json()["id"].as_str().unwrap().to_string(), r))
+        .collect();
+    let expect = |id: &str, first_row: usize, count: usize| {
+        let result = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("no result {id}: {by_id:?}"));
+        let body = result.json();
+        assert_eq!(body["model"], "iris");
+        assert_eq!(body["model_version"], "1");
+        assert_eq!(body["classes"], json!(iris.classes));
+        assert_eq!(
+            body["labels"],
+            json!(iris.labels[first_row..first_row + count]),
+            "{id}"
+        );
+        let probabilities = body["probabilities"].as_array().unwrap();
+        assert_eq!(probabilities.len(), count);
+        for (row, got) in probabilities.iter().enumerate() {
+            for (class, p) in got.as_array().unwrap().iter().enumerate() {
+                let want = iris.probabilities[first_row + row][class];
+                assert!((p.as_f64().unwrap() - want).abs() < 1e-5, "{id}: {body}");
+            }
+        }
+        assert!(body["latency_ms"].as_f64().unwrap() >= 0.0);
+        assert_eq!(result.headers["model"], "iris");
+        assert_eq!(result.headers["model-version"], "1");
+        *result
+    };
+    let v2_result = expect("v2", 0, 2);
+    assert_eq!(v2_result.key.as_deref(), Some("v2"), "the key is kept");
+    assert_eq!(v2_result.headers["traceparent"], traceparent);
+    expect("instances", 2, 3);
+    expect("row", 5, 1);
+    expect("rows", 6, 2);
+    let unkeyed = expect("body-id", 0, 2);
+    assert_eq!(unkeyed.key, None);
+
+    let mut dead = Reader::new(&topics.dlq);
+    assert_eq!(dead.read_more(Duration::from_secs(1)), 0, "no dead letters");
+}
+
+#[test]
+fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
+    let topics = Topics::new(1);
+    let server = topics.scorer(&[]);
+    let iris = Reference::bundled("iris");
+    let poison = vec![
+        Outgoing::new(Some("not-json"), "{\"inputs\": [").header("model", "iris"),
+        Outgoing::new(Some("no-model"), json!(iris.rows[0]).to_string()),
+        Outgoing::new(Some("unknown-model"), json!(iris.rows[0]).to_string())
+            .header("model", "nope"),
+        Outgoing::new(Some("wrong-width"), "[1.0, 2.0]").header("model", "iris"),
+        Outgoing::new(Some("empty"), "").header("model", "iris"),
+        Outgoing::new(Some("bad-version"), json!(iris.rows[0]).to_string())
+            .header("model", "iris")
+            .header("model-version", "9"),
+    ];
+    let mut messages: Vec<Outgoing> = poison;
+    messages.push(keyed_row(&iris, 7));
+    for message in &mut messages {
+        message.headers.push(("traceparent", "trace-1".into()));
+    }
+    produce(&topics.input, &messages);
+
+    let mut dead = Reader::new(&topics.dlq);
+    assert!(
+        dead.read_until(WAIT, |r| r.received.len() >= 6),
+        "{:?}",
+        dead.received
+    );
+    let by_key: HashMap<&str, &support::kafka::Received> = dead
+        .received
+        .iter()
+        .map(|r| (r.key.as_deref().unwrap(), r))
+        .collect();
+    let expect = |key: &str, kind: &str, says: &str, offset: i64| {
+        let letter = by_key[key];
+        assert_eq!(letter.headers["error-kind"], kind, "{key}: {letter:?}");
+        assert!(
+            letter.headers["error"].contains(says),
+            "{key}: `{}` should mention `{says}`",
+            letter.headers["error"]
+        );
+        assert_eq!(letter.headers["source-topic"], topics.input);
+        assert_eq!(letter.headers["source-partition"], "0");
+        assert_eq!(letter.headers["source-offset"], offset.to_string());
+        assert_eq!(letter.headers["traceparent"], "trace-1");
+        assert_eq!(
+            letter.value, messages[offset as usize].value,
+            "the original value"
+        );
+    };
+    expect("not-json", "invalid_input", "invalid JSON", 0);
+    expect("no-model", "invalid_input", "no `model` header", 1);
+    expect("unknown-model", "model_not_found", "nope", 2);
+    expect("wrong-width", "invalid_input", "4 features", 3);
+    expect("empty", "invalid_input", "no value", 4);
+    expect("bad-version", "version_not_found", "9", 5);
+
+    let mut results = Reader::new(&topics.output);
+    assert!(results.read_until(WAIT, |r| !r.received.is_empty()));
+    assert_eq!(results.received[0].key.as_deref(), Some("7"));
+
+    // Everything is done, so everything gets committed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while committed(&topics.group, &topics.input, 1) != [7] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed: {:?}",
+            committed(&topics.group, &topics.input, 1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(
+        metrics.contains("modelops_kafka_dead_letters_total{reason=\"invalid_input\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("modelops_kafka_committed_offset{"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_killed_server_loses_nothing() {
+    let topics = Topics::new(4);
+    let iris = Reference::bundled("iris");
+    let total = 3000;
+    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    produce(&topics.input, &messages);
+
+    let mut results = Reader::new(&topics.output);
+    // The restarted process takes the killed one's place in the group at
+    // once, as a restarted pod does with static membership (without it the
+    // group would wait for the dead member's session to time out).
+    let instance = format!("group.instance.id={}", unique("scorer"));
+    let session = ["--kafka-property", instance.as_str()];
+    let mut first = topics.scorer(&session);
+    assert!(results.read_until(WAIT, |r| r.received.len() >= total / 5));
+    // Killed mid-stream, no chance to commit or flush anything.
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10));
+    let before_restart = results.received.len();
+
+    let second = topics.scorer(&session);
+    assert!(
+        results.read_until(WAIT, |r| r.keys.len() >= total),
+        "{} of {total} keys scored; the restarted scorer's log:\n{}",
+        results.keys.len(),
+        second.log()
+    );
+    let seen = check_results(&iris, &results.received);
+    assert_eq!(seen.len(), total, "every message has a result");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "killed after {before_restart} results; {duplicates} of {total} messages scored twice"
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_work_and_commits_it() {
+    let topics = Topics::new(2);
+    let iris = Reference::bundled("iris");
+    let total = 1000;
+    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    // Backpressure on: at most 8 messages in flight, partitions paused beyond.
+    let mut server = topics.scorer(&["--kafka-max-in-flight", "8"]);
+    produce(&topics.input, &messages);
+    let mut results = Reader::new(&topics.output);
+    assert!(results.read_until(WAIT, |r| r.received.len() >= total / 2));
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    results.read_more(Duration::from_secs(1));
+    let committed_total: i64 = committed(&topics.group, &topics.input, 2)
+        .iter()
+        .map(|&o| o.max(0))
+        .sum();
+    // Exactly what was produced before the stop is committed: a result for
+    // every committed message, nothing committed without its result.
+    let scored = results.keys.len();
+    assert_eq!(committed_total as usize, scored, "committed vs scored");
+    assert_eq!(
+        results.received.len(),
+        scored,
+        "no duplicates without a crash"
+    );
+
+    // The restarted scorer takes up exactly where the first left off.
+    let _again = topics.scorer(&[]);
+    assert!(results.read_until(WAIT, |r| r.keys.len() >= total));
+    results.read_more(Duration::from_secs(2));
+    let seen = check_results(&iris, &results.received);
+    assert_eq!(seen.len(), total);
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "a graceful stop commits what it scored: nothing is scored twice"
+    );
+}
+
+#[test]
+fn a_rebalance_between_two_scorers_loses_nothing() {
+    let topics = Topics::new(4);
+    let iris = Reference::bundled("iris");
+    let total = 3000;
+    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let mut results = Reader::new(&topics.output);
+    let mut first = topics.scorer(&[]);
+    produce(&topics.input, &messages[..total / 2]);
+    assert!(results.read_until(WAIT, |r| r.received.len() >= total / 10));
+    // A second scorer joins the group: partitions move while work is in flight.
+    let second = topics.scorer(&[]);
+    produce(&topics.input, &messages[total / 2..]);
+    assert!(results.read_until(WAIT, |r| r.received.len() >= total * 6 / 10));
+    // The first leaves: the second takes every partition.
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(30)).success());
+    assert!(
+        results.read_until(WAIT, |r| r.keys.len() >= total),
+        "{} of {total}",
+        results.keys.len()
+    );
+    let seen = check_results(&iris, &results.received);
+    assert_eq!(seen.len(), total);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!("rebalance: {duplicates} of {total} messages scored twice");
+    let (_, metrics) = second.get_text("/metrics");
+    assert!(
+        metrics.contains("modelops_kafka_consumed_total"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn kafka_flags_are_checked() {
+    let topics = Topics::new(1);
+    // An unknown librdkafka property fails at start, naming it.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .current_dir(support::repo_root())
+        .args(["--port", "0", "--kafka-brokers", &brokers()])
+        .args(["--kafka-input-topic", &topics.input])
+        .args(["--kafka-property", "no.such.property=1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no.such.property"), "{stderr}");
+}
