@@ -10,6 +10,16 @@ use crate::batch::BatchConfig;
 use crate::model::ModelSource;
 use crate::stream::{KafkaOptions, TopicSpec};
 
+/// This machine's (or pod's) name.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
@@ -137,14 +147,30 @@ pub struct Config {
     #[arg(long, env = "MODELOPS_KAFKA_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub kafka_max_in_flight: usize,
 
+    /// Kafka: exactly once instead of at least once: results, dead letters
+    /// and input offsets are committed together in Kafka transactions.
+    #[arg(long, env = "MODELOPS_KAFKA_EXACTLY_ONCE")]
+    pub kafka_exactly_once: bool,
+
+    /// Kafka: the producer's `transactional.id` with --kafka-exactly-once;
+    /// keep it stable across restarts of one instance (e.g. the pod name) so
+    /// a restart fences its crashed predecessor at once. Default:
+    /// `modelops-GROUP-HOSTNAME-PID`.
+    #[arg(
+        long,
+        env = "MODELOPS_KAFKA_TRANSACTIONAL_ID",
+        requires = "kafka_exactly_once"
+    )]
+    pub kafka_transactional_id: Option<String>,
+
     /// Kafka: a librdkafka property for the consumer and producer (e.g.
-    /// `security.protocol=SASL_SSL`). Repeatable; comma-separated in the
-    /// environment variable.
+    /// `security.protocol=SASL_SSL`). Repeatable; `;`-separated (values may
+    /// hold commas).
     #[arg(
         long = "kafka-property",
         env = "MODELOPS_KAFKA_PROPERTIES",
         value_name = "KEY=VALUE",
-        value_delimiter = ',',
+        value_delimiter = ';',
         value_parser = parse_property
     )]
     pub kafka_properties: Vec<(String, String)>,
@@ -188,6 +214,16 @@ impl Config {
                 replication: self.kafka_topic_replication,
             }),
             max_in_flight: self.kafka_max_in_flight.max(1),
+            transactional_id: self.kafka_exactly_once.then(|| {
+                self.kafka_transactional_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "modelops-{}-{}-{}",
+                        self.kafka_group_id,
+                        hostname(),
+                        std::process::id()
+                    )
+                })
+            }),
             drain_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
             client_properties: self.kafka_properties.clone(),
         })

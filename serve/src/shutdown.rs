@@ -33,7 +33,9 @@ impl Draining {
         let _ = changes.wait_for(|draining| *draining).await;
     }
 
-    fn start(&self) {
+    /// Starts draining: readiness reports 503, Kafka stops consuming, and
+    /// the server shuts down as on a signal.
+    pub fn start(&self) {
         self.0.send_replace(true);
     }
 }
@@ -54,7 +56,8 @@ impl Signals {
     }
 }
 
-/// Waits for a signal, drains, then stops `server` gracefully. Without an
+/// Waits for a signal (or draining started from within), drains, then stops
+/// `server` gracefully. Without an
 /// HTTP server (Kafka only) there is no load balancer to wait for: draining
 /// starts and that is all.
 pub async fn on_signal(
@@ -64,13 +67,15 @@ pub async fn on_signal(
     drain: Duration,
 ) {
     let Signals { mut term, mut int } = signals;
-    let name = tokio::select! {
+    let cause = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        // Started from within (a transport that cannot go on).
+        _ = draining.started() => "failure",
     };
     draining.start();
     tracing::info!(
-        signal = name,
+        cause,
         drain_seconds = drain.as_secs_f64(),
         "draining: readiness reports 503"
     );

@@ -352,6 +352,60 @@ fn a_rebalance_between_two_scorers_loses_nothing() {
 }
 
 #[test]
+fn exactly_once_survives_a_kill_without_duplicates() {
+    let topics = Topics::new(2);
+    let iris = Reference::bundled("iris");
+    let total = 2000;
+    let mut messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    messages.insert(
+        total / 3,
+        Outgoing::new(Some("poison"), "[1, 2]").header("model", "iris"),
+    );
+    produce(&topics.input, &messages);
+
+    // A restart keeps its transactional id and group instance (as a pod
+    // does), so it fences its killed predecessor and aborts its open
+    // transaction at once.
+    let transactional_id = unique("txn");
+    let instance = format!("group.instance.id={}", unique("scorer"));
+    let flags = [
+        "--kafka-exactly-once",
+        // Small transactions: many of them, so the kill lands inside one.
+        "--kafka-max-in-flight",
+        "50",
+        "--kafka-transactional-id",
+        transactional_id.as_str(),
+        "--kafka-property",
+        instance.as_str(),
+    ];
+    // Reads only committed transactions.
+    let mut results = Reader::new(&topics.output);
+    let mut first = topics.scorer(&flags);
+    assert!(results.read_until(WAIT, |r| r.received.len() >= total / 4));
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10));
+
+    let second = topics.scorer(&flags);
+    assert!(
+        results.read_until(WAIT, |r| r.keys.len() >= total),
+        "{} of {total} keys; log:\n{}",
+        results.keys.len(),
+        second.log()
+    );
+    results.read_more(Duration::from_secs(2));
+    let seen = check_results(&iris, &results.received);
+    assert_eq!(seen.len(), total);
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "scored more than once: {twice:?}");
+
+    let mut dead = Reader::new(&topics.dlq);
+    assert!(dead.read_until(WAIT, |r| !r.received.is_empty()));
+    dead.read_more(Duration::from_secs(1));
+    assert_eq!(dead.received.len(), 1, "one dead letter, once");
+    assert_eq!(dead.received[0].key.as_deref(), Some("poison"));
+}
+
+#[test]
 fn kafka_flags_are_checked() {
     let topics = Topics::new(1);
     // An unknown librdkafka property fails at start, naming it.

@@ -3,6 +3,7 @@
 //! (consumer lag).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct Progress {
     tracker: Mutex<OffsetTracker>,
     /// Signalled whenever a message's work finishes.
     pub finished: Notify,
+    /// Rebalances so far (assignments and revocations).
+    pub rebalances: AtomicU64,
 }
 
 impl Progress {
@@ -102,6 +105,7 @@ impl ClientContext for StreamContext {
 
 impl ConsumerContext for StreamContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.progress.rebalances.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             tracing::info!(

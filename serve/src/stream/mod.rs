@@ -23,6 +23,7 @@ mod metrics;
 mod offsets;
 mod score;
 mod topics;
+mod transactional;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,9 @@ pub use message::{MODEL_HEADER, VERSION_HEADER};
 /// before it pauses the partitions and goes back to polling.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
+/// Between attempts at a message whose result nobody acknowledged.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
 /// How often done offsets are committed while running.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
@@ -64,6 +68,9 @@ pub struct KafkaOptions {
     pub max_in_flight: usize,
     /// On shutdown or revocation, how long work in flight may take.
     pub drain_timeout: Duration,
+    /// Exactly once, in transactions with this `transactional.id`; at least
+    /// once without.
+    pub transactional_id: Option<String>,
     /// librdkafka properties for the consumer and producer (security, tuning).
     pub client_properties: Vec<(String, String)>,
 }
@@ -124,8 +131,21 @@ impl StreamScorer {
                     match setup {
                         Ok((pipeline, consumer)) => {
                             let _ = ready_tx.send(Ok(()));
-                            run(Arc::new(pipeline), consumer, draining).await;
-                            Ok(())
+                            let pipeline = Arc::new(pipeline);
+                            if pipeline.options.transactional_id.is_some() {
+                                let outcome =
+                                    transactional::run(pipeline, consumer, draining.clone()).await;
+                                if let Err(e) = &outcome {
+                                    // The process stops: restarted, it takes
+                                    // up from the last committed transaction.
+                                    tracing::error!("Kafka scoring failed, shutting down: {e}");
+                                    draining.start();
+                                }
+                                outcome
+                            } else {
+                                run(pipeline, consumer, draining).await;
+                                Ok(())
+                            }
                         }
                         Err(e) => {
                             let message = e.to_string();
@@ -183,10 +203,18 @@ async fn connect(
         )
         .await?;
     }
-    let producer: FutureProducer = client_config(&options, &[])
-        // Retries never duplicate or reorder results.
-        .set("enable.idempotence", "true")
-        .create()?;
+    let mut producer = client_config(
+        &options,
+        // A transaction left open by a crash blocks read_committed readers
+        // until the broker aborts it; ours last well under a second.
+        &[("transaction.timeout.ms", "10000")],
+    );
+    // Retries never duplicate or reorder results.
+    producer.set("enable.idempotence", "true");
+    if let Some(id) = &options.transactional_id {
+        producer.set("transactional.id", id);
+    }
+    let producer: FutureProducer = producer.create()?;
     let progress = Arc::new(Progress::default());
     let context = StreamContext {
         progress: progress.clone(),
@@ -211,6 +239,7 @@ async fn connect(
         output = options.output_topic,
         dead_letters = options.dlq_topic,
         group = options.group_id,
+        exactly_once = options.transactional_id.is_some(),
         "Kafka scoring started"
     );
     let pipeline = Pipeline {
@@ -271,7 +300,14 @@ async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, d
                     .consumed((message.topic().to_string(), message.partition()), message.offset());
                 let pipeline = pipeline.clone();
                 tokio::spawn(async move {
-                    score::handle(&pipeline, &message).await;
+                    // At least once: a message is retried until its result
+                    // or dead letter is acknowledged (or the process stops,
+                    // and it is read again).
+                    while let Err(e) = score::handle(&pipeline, &message).await {
+                        tracing::warn!("{e}; retrying");
+                        metrics::produce_retry(&pipeline.options.dlq_topic);
+                        tokio::time::sleep(RETRY_BACKOFF).await;
+                    }
                     let progress = &pipeline.progress;
                     let in_flight = {
                         let mut tracker = progress.tracker();

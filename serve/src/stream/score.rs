@@ -17,81 +17,59 @@ use crate::ServeError;
 
 /// A queue full of REST traffic is waited out, never dead-lettered.
 const OVERLOAD_BACKOFF: Duration = Duration::from_millis(10);
-/// Between attempts to produce a result nobody acknowledged.
-const PRODUCE_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Scores `message` and produces its result or dead letter; returns once
-/// the broker acknowledged one of them.
-pub async fn handle(pipeline: &Pipeline, message: &OwnedMessage) {
+/// Scores `message` and produces its result, or the message to the
+/// dead-letter topic with the reason (also when the result itself cannot
+/// be produced). Fails only when neither could be produced; the message is
+/// then not done.
+pub async fn handle(pipeline: &Pipeline, message: &OwnedMessage) -> Result<(), String> {
     let consumed = Instant::now();
     metrics::consumed(message.topic());
-    let mut outcome = score(pipeline, message).await;
-    loop {
-        let sent = match &outcome {
-            Ok((model, predictions, id)) => {
-                let value =
-                    ScoredMessage::new(id, model, predictions, consumed.elapsed()).to_json();
-                let headers = result_headers(message, model);
-                send(
-                    pipeline,
-                    &pipeline.options.output_topic,
-                    message,
-                    &value,
-                    headers,
-                )
-                .await
-            }
-            Err(error) => {
-                let headers = dead_letter_headers(message, error);
-                let value = message.payload().unwrap_or_default();
-                send(
-                    pipeline,
-                    &pipeline.options.dlq_topic,
-                    message,
-                    value,
-                    headers,
-                )
-                .await
-            }
-        };
-        match (sent, &outcome) {
-            (Ok(()), Ok(_)) => {
-                metrics::produced(
-                    &pipeline.options.output_topic,
-                    since_created(message, consumed),
-                );
-                return;
-            }
-            (Ok(()), Err(error)) => {
-                metrics::dead_letter(error.kind());
-                tracing::debug!(
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    "dead-lettered: {error}"
-                );
-                return;
-            }
-            // The result could not be written where it belongs even after
-            // librdkafka's own retries: keep the message, with the reason.
-            (Err(e), Ok(_)) => {
-                outcome = Err(ServeError::Inference {
-                    model: String::new(),
-                    reason: format!(
-                        "the result could not be produced to `{}`: {e}",
-                        pipeline.options.output_topic
-                    ),
-                });
-            }
-            (Err(e), Err(_)) => {
-                tracing::warn!(
-                    topic = pipeline.options.dlq_topic,
-                    "producing a dead letter failed, retrying: {e}"
-                );
-                metrics::produce_retry(&pipeline.options.dlq_topic);
-                tokio::time::sleep(PRODUCE_BACKOFF).await;
+    let output = &pipeline.options.output_topic;
+    let error = match score(pipeline, message).await {
+        Ok((model, predictions, id)) => {
+            let value = ScoredMessage::new(&id, &model, &predictions, consumed.elapsed()).to_json();
+            match send(
+                pipeline,
+                output,
+                message,
+                &value,
+                result_headers(message, &model),
+            )
+            .await
+            {
+                Ok(()) => {
+                    metrics::produced(output, since_created(message, consumed));
+                    return Ok(());
+                }
+                // Even after librdkafka's own retries: keep the message,
+                // with the reason.
+                Err(e) => ServeError::Inference {
+                    model: model.name.clone(),
+                    reason: format!("the result could not be produced to `{output}`: {e}"),
+                },
             }
         }
-    }
+        Err(error) => error,
+    };
+    let dlq = &pipeline.options.dlq_topic;
+    let value = message.payload().unwrap_or_default();
+    send(
+        pipeline,
+        dlq,
+        message,
+        value,
+        dead_letter_headers(message, &error),
+    )
+    .await
+    .map_err(|e| format!("producing a dead letter to `{dlq}` failed: {e}"))?;
+    metrics::dead_letter(error.kind());
+    tracing::debug!(
+        partition = message.partition(),
+        offset = message.offset(),
+        "dead-lettered: {error}"
+    );
+    Ok(())
 }
 
 type Scored = (Arc<LoadedModel>, Predictions, String);

@@ -139,6 +139,7 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Sees only committed transactions (`read_committed`).
     pub fn new(topic: &str) -> Reader {
         let consumer: BaseConsumer = config()
             .set("group.id", unique("reader"))
