@@ -162,7 +162,8 @@ fn scores_every_message_format_and_passes_keys_and_headers_on() {
 #[test]
 fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
     let topics = Topics::new(1);
-    let server = topics.scorer(&[]);
+    // Statistics (consumer lag) every 200 ms instead of 5 s.
+    let server = topics.scorer(&["--kafka-property", "statistics.interval.ms=200"]);
     let iris = Reference::bundled("iris");
     let poison = vec![
         Outgoing::new(Some("not-json"), "{\"inputs\": [").header("model", "iris"),
@@ -240,6 +241,78 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
         metrics.contains("modelops_kafka_committed_offset{"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("modelops_kafka_end_to_end_duration_seconds_count 1"),
+        "one result produced: {metrics}"
+    );
+    let lag = format!(
+        "modelops_kafka_consumer_lag{{topic=\"{}\",partition=\"0\"}} 0",
+        topics.input
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.get_text("/metrics").1.contains(&lag) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{lag}` in {}",
+            server.get_text("/metrics").1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kafka_only_creates_its_topics_and_stops_on_sigterm() {
+    let topics = Topics {
+        input: unique("in"),
+        output: unique("out"),
+        dlq: unique("dlq"),
+        group: unique("group"),
+    };
+    let brokers = brokers();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+        .current_dir(support::repo_root())
+        .args([
+            "--models",
+            "models",
+            "--no-rest",
+            "--kafka-brokers",
+            &brokers,
+        ])
+        .args(["--kafka-input-topic", &topics.input])
+        .args(["--kafka-output-topic", &topics.output])
+        .args(["--kafka-dlq-topic", &topics.dlq])
+        .args(["--kafka-group-id", &topics.group])
+        .args(["--kafka-create-topics", "--kafka-topic-partitions", "3"])
+        .args(["--kafka-model", "iris"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let iris = Reference::bundled("iris");
+    // No `model` header: the default model scores it.
+    let mut reader = Reader::new(&topics.output);
+    let deadline = std::time::Instant::now() + WAIT;
+    // The topics exist once the scorer created them.
+    while !reader.read_until(Duration::from_millis(500), |r| !r.received.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "no result");
+        produce(
+            &topics.input,
+            &[Outgoing::new(Some("k"), json!(iris.rows[0]).to_string())],
+        );
+    }
+    assert_eq!(reader.received[0].json()["labels"][0], iris.labels[0]);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("created topic") && log.contains("partitions=3"),
+        "{log}"
+    );
+    assert!(!log.contains("listening on"), "no REST: {log}");
 }
 
 #[test]
