@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::kafka::{brokers, committed, create_topic, produce, unique, Outgoing, Reader};
-use support::{v2_request, Reference, Server};
+use support::{metric, output, v2_request, Reference, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -403,8 +403,28 @@ fn a_rebalance_between_two_scorers_loses_nothing() {
     assert!(results.read_until(WAIT, |r| r.received.len() >= total / 10));
     // A second scorer joins the group: partitions move while work is in flight.
     let second = topics.scorer(&[]);
+    let deadline = Instant::now() + WAIT;
+    while !second.log().contains("partitions assigned") {
+        assert!(
+            Instant::now() < deadline,
+            "the second scorer got no partitions"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     produce(&topics.input, &messages[total / 2..]);
     assert!(results.read_until(WAIT, |r| r.received.len() >= total * 6 / 10));
+    // Both scored part of the stream: the group split the partitions.
+    let consumed = |server: &Server| {
+        metric(
+            &server.get_text("/metrics").1,
+            "modelops_kafka_consumed_total{",
+        )
+    };
+    let (by_first, by_second) = (consumed(&first), consumed(&second));
+    assert!(
+        by_first > 0.0 && by_second > 0.0,
+        "{by_first} / {by_second}"
+    );
     // The first leaves: the second takes every partition.
     first.signal("TERM");
     assert!(first.wait_exit(Duration::from_secs(30)).success());
@@ -416,12 +436,165 @@ fn a_rebalance_between_two_scorers_loses_nothing() {
     let seen = check_results(&iris, &results.received);
     assert_eq!(seen.len(), total);
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
-    eprintln!("rebalance: {duplicates} of {total} messages scored twice");
-    let (_, metrics) = second.get_text("/metrics");
-    assert!(
-        metrics.contains("modelops_kafka_consumed_total"),
-        "{metrics}"
+    eprintln!(
+        "rebalance: consumed {by_first} + {by_second} before the first left; \
+         {duplicates} of {total} messages scored twice"
     );
+}
+
+#[test]
+fn ten_thousand_records_on_four_partitions_each_get_one_result_equal_to_rest() {
+    let topics = Topics::new(4);
+    let iris = Reference::bundled("iris");
+    let total = 10_000;
+    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let server = topics.scorer(&[]);
+    produce(&topics.input, &messages);
+    // The same rows over REST, one request.
+    let (status, rest) = server.post_json("/v2/models/iris/infer", &v2_request("X", &iris.rows));
+    assert_eq!(status, 200);
+    let rest_labels = output(&rest, "label")["data"].as_array().unwrap().clone();
+    let rest_probabilities = output(&rest, "probabilities")["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let classes = iris.classes.len();
+
+    let mut results = Reader::new(&topics.output);
+    assert!(
+        results.read_until(WAIT, |r| r.keys.len() >= total),
+        "{} of {total}",
+        results.keys.len()
+    );
+    results.read_more(Duration::from_secs(1));
+    assert_eq!(
+        results.received.len(),
+        total,
+        "exactly one result per record"
+    );
+    let partitions: HashSet<i32> = results
+        .received
+        .iter()
+        .map(|r| {
+            let key: usize = r.key.as_deref().unwrap().parse().unwrap();
+            let row = key % iris.rows.len();
+            let body = r.json();
+            assert_eq!(body["labels"][0], rest_labels[row], "key {key}");
+            for class in 0..classes {
+                assert_eq!(
+                    body["probabilities"][0][class],
+                    rest_probabilities[row * classes + class],
+                    "key {key}: Kafka and REST score the same row alike"
+                );
+            }
+            r.partition
+        })
+        .collect();
+    assert_eq!(partitions.len(), 1, "the output topic has one partition");
+    // And every input offset gets committed.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let committed_total: i64 = committed(&topics.group, &topics.input, 4).iter().sum();
+        if committed_total == total as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {committed_total} of {total}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    // A broker of this test's own: restarting the shared one would disturb
+    // the other tests.
+    let broker = OwnBroker::start();
+    support::kafka::use_brokers(broker.address.clone());
+    let topics = Topics::new(2);
+    let iris = Reference::bundled("iris");
+    let total = 3000;
+    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    produce(&topics.input, &messages[..total / 2]);
+    let scorer = topics.scorer(&[]);
+    let mut results = Reader::new(&topics.output);
+    assert!(results.read_until(WAIT, |r| r.received.len() >= total / 10));
+    broker.restart();
+    produce(&topics.input, &messages[total / 2..]);
+    assert!(
+        results.read_until(WAIT, |r| r.keys.len() >= total),
+        "{} of {total}; log:\n{}",
+        results.keys.len(),
+        scorer.log()
+    );
+    let seen = check_results(&iris, &results.received);
+    assert_eq!(seen.len(), total);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!("broker restart: {duplicates} of {total} messages scored twice");
+}
+
+/// A broker started (and restarted, on the same port and data) by
+/// `scripts/kafka-broker`, stopped by its PID when dropped.
+struct OwnBroker {
+    dir: std::path::PathBuf,
+    address: String,
+}
+
+impl OwnBroker {
+    fn script() -> std::path::PathBuf {
+        support::repo_root().join("scripts/kafka-broker")
+    }
+
+    fn start() -> OwnBroker {
+        let dir = std::env::temp_dir().join(unique("broker"));
+        let out = std::process::Command::new(OwnBroker::script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        OwnBroker { dir, address }
+    }
+
+    fn stop(&self) {
+        let status = std::process::Command::new(OwnBroker::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Stops it, waits a moment, starts it again on the same port and data.
+    fn restart(&self) {
+        self.stop();
+        std::thread::sleep(Duration::from_secs(2));
+        let port = self.address.rsplit(':').next().unwrap();
+        let out = std::process::Command::new(OwnBroker::script())
+            .arg("start")
+            .arg(&self.dir)
+            .arg(port)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[test]

@@ -13,8 +13,21 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+static BROKERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Points this test process at another broker than the shared one (each
+/// test runs in a process of its own under nextest).
+pub fn use_brokers(address: String) {
+    BROKERS
+        .set(address)
+        .expect("brokers chosen once per process");
+}
+
 /// The broker's `host:port`.
 pub fn brokers() -> String {
+    if let Some(address) = BROKERS.get() {
+        return address.clone();
+    }
     std::env::var("MODELOPS_TEST_KAFKA_BROKERS").expect(
         "MODELOPS_TEST_KAFKA_BROKERS is not set: run the tests with scripts/test, which starts \
          the broker (or scripts/kafka-broker start DIR and export its address)",
