@@ -269,7 +269,7 @@ fn kafka_only_creates_its_topics_and_stops_on_sigterm() {
         group: unique("group"),
     };
     let brokers = brokers();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
         .current_dir(support::repo_root())
         .args([
             "--models",
