@@ -163,6 +163,11 @@ pub struct Config {
     )]
     pub kafka_transactional_id: Option<String>,
 
+    /// Kafka: copy each message to the output topic without scoring it (the
+    /// benchmark's baseline: the cost of consuming and producing alone).
+    #[arg(long, env = "MODELOPS_KAFKA_PASS_THROUGH", hide = true)]
+    pub kafka_pass_through: bool,
+
     /// Kafka: a librdkafka property for the consumer and producer (e.g.
     /// `security.protocol=SASL_SSL`). Repeatable; `;`-separated (values may
     /// hold commas).
@@ -225,6 +230,7 @@ impl Config {
                 })
             }),
             drain_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
+            pass_through: self.kafka_pass_through,
             client_properties: self.kafka_properties.clone(),
         })
     }

@@ -71,6 +71,8 @@ pub struct KafkaOptions {
     /// Exactly once, in transactions with this `transactional.id`; at least
     /// once without.
     pub transactional_id: Option<String>,
+    /// Benchmark baseline: copy each value to the output topic unscored.
+    pub pass_through: bool,
     /// librdkafka properties for the consumer and producer (security, tuning).
     pub client_properties: Vec<(String, String)>,
 }

@@ -26,6 +26,11 @@ pub async fn handle(pipeline: &Pipeline, message: &OwnedMessage) -> Result<(), S
     let consumed = Instant::now();
     metrics::consumed(message.topic());
     let output = &pipeline.options.output_topic;
+    if pipeline.options.pass_through {
+        let value = message.payload().unwrap_or_default();
+        let headers = passed_on(message, &[]);
+        return send(pipeline, output, message, value, headers).await;
+    }
     let error = match score(pipeline, message).await {
         Ok((model, predictions, id)) => {
             let value = ScoredMessage::new(&id, &model, &predictions, consumed.elapsed()).to_json();
