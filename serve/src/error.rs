@@ -6,7 +6,7 @@
 use thiserror::Error;
 
 /// Why a request could not be served.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ServeError {
     /// The request is malformed or does not fit the model's signature.
     #[error("{0}")]

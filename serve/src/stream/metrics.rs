@@ -1,8 +1,6 @@
 //! The Kafka transport's Prometheus metrics.
 
-use std::time::Duration;
-
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 
 pub const CONSUMED: &str = "modelops_kafka_consumed_total";
 pub const PRODUCED: &str = "modelops_kafka_produced_total";
@@ -18,13 +16,22 @@ pub const IN_FLIGHT: &str = "modelops_kafka_in_flight";
 /// From the input message's timestamp to its result being acknowledged.
 pub const END_TO_END: &str = "modelops_kafka_end_to_end_duration_seconds";
 
-pub fn consumed(topic: &str) {
-    counter!(CONSUMED, "topic" => topic.to_string()).increment(1);
+/// Per-message metric handles, registered once (a lookup by name and
+/// labels per message cost an allocation and a hash each).
+pub struct StreamMetrics {
+    pub consumed: Counter,
+    pub produced: Counter,
+    pub end_to_end: Histogram,
 }
 
-pub fn produced(topic: &str, end_to_end: Duration) {
-    counter!(PRODUCED, "topic" => topic.to_string()).increment(1);
-    histogram!(END_TO_END).record(end_to_end);
+impl StreamMetrics {
+    pub fn new(input_topic: &str, output_topic: &str) -> StreamMetrics {
+        StreamMetrics {
+            consumed: counter!(CONSUMED, "topic" => input_topic.to_string()),
+            produced: counter!(PRODUCED, "topic" => output_topic.to_string()),
+            end_to_end: histogram!(END_TO_END),
+        }
+    }
 }
 
 pub fn dead_letter(reason: &'static str) {

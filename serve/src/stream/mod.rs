@@ -28,8 +28,10 @@ mod transactional;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use thiserror::Error;
@@ -38,6 +40,7 @@ use crate::batch::Scheduler;
 use crate::model::ModelRepository;
 use crate::shutdown::Draining;
 use context::{commit, Progress, StreamContext};
+use offsets::Ticket;
 
 pub use message::{MODEL_HEADER, VERSION_HEADER};
 
@@ -47,6 +50,9 @@ const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
 /// Between attempts at a message whose result nobody acknowledged.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Messages taken into one scoring task at most.
+const MAX_BATCH: usize = 256;
 
 /// How often done offsets are committed while running.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -97,6 +103,7 @@ pub struct TopicSpec {
 /// What the scoring tasks share.
 struct Pipeline {
     options: KafkaOptions,
+    metrics: metrics::StreamMetrics,
     repository: Arc<ModelRepository>,
     scheduler: Arc<Scheduler>,
     producer: FutureProducer,
@@ -129,41 +136,35 @@ impl StreamScorer {
             .name("kafka-main".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let setup = connect(options, repository, scheduler).await;
-                    match setup {
-                        Ok((pipeline, consumer)) => {
+                    let (pipeline, consumer) = match connect(options, repository, scheduler).await {
+                        Ok(connected) => {
                             let _ = ready_tx.send(Ok(()));
-                            let pipeline = Arc::new(pipeline);
-                            if pipeline.options.transactional_id.is_some() {
-                                let outcome =
-                                    transactional::run(pipeline, consumer, draining.clone()).await;
-                                if let Err(e) = &outcome {
-                                    // The process stops: restarted, it takes
-                                    // up from the last committed transaction.
-                                    tracing::error!("Kafka scoring failed, shutting down: {e}");
-                                    draining.start();
-                                }
-                                outcome
-                            } else {
-                                run(pipeline, consumer, draining).await;
-                                Ok(())
-                            }
+                            connected
                         }
                         Err(e) => {
-                            let message = e.to_string();
-                            let _ = ready_tx.send(Err(message));
-                            Err(e)
+                            let _ = ready_tx.send(Err(e));
+                            return Ok(());
                         }
+                    };
+                    let pipeline = Arc::new(pipeline);
+                    if pipeline.options.transactional_id.is_none() {
+                        run(pipeline, consumer, draining).await;
+                        return Ok(());
                     }
+                    let outcome = transactional::run(pipeline, consumer, draining.clone()).await;
+                    if let Err(e) = &outcome {
+                        // The process stops: restarted, it takes up from the
+                        // last committed transaction.
+                        tracing::error!("Kafka scoring failed, shutting down: {e}");
+                        draining.start();
+                    }
+                    outcome
                 })
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(StreamScorer { thread }),
-            _ => Err(thread
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the Kafka thread panicked").into()))
-                .err()
-                .unwrap_or_else(|| std::io::Error::other("the Kafka thread stopped").into())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("the Kafka thread stopped").into()),
         }
     }
 
@@ -245,6 +246,7 @@ async fn connect(
         "Kafka scoring started"
     );
     let pipeline = Pipeline {
+        metrics: metrics::StreamMetrics::new(&options.input_topic, &options.output_topic),
         options,
         repository,
         scheduler,
@@ -289,7 +291,7 @@ async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, d
                 paused = true;
             }
             received = consumer.recv(), if saturated_since.is_none() || paused => {
-                let message = match received {
+                let first = match received {
                     Ok(message) => message.detach(),
                     Err(e) => {
                         tracing::warn!("consuming failed: {e}");
@@ -297,28 +299,24 @@ async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, d
                         continue;
                     }
                 };
-                let ticket = progress
-                    .tracker()
-                    .consumed((message.topic().to_string(), message.partition()), message.offset());
-                let pipeline = pipeline.clone();
-                tokio::spawn(async move {
-                    // At least once: a message is retried until its result
-                    // or dead letter is acknowledged (or the process stops,
-                    // and it is read again).
-                    while let Err(e) = score::handle(&pipeline, &message).await {
-                        tracing::warn!("{e}; retrying");
-                        metrics::produce_retry(&pipeline.options.dlq_topic);
-                        tokio::time::sleep(RETRY_BACKOFF).await;
+                // Whatever else has arrived goes into the same batch: one
+                // task and one model run for all of them.
+                let room = max_in_flight.saturating_sub(progress.tracker().in_flight());
+                let mut batch = vec![first];
+                while batch.len() < room.clamp(1, MAX_BATCH) {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(message)) => batch.push(message.detach()),
+                        _ => break,
                     }
-                    let progress = &pipeline.progress;
-                    let in_flight = {
-                        let mut tracker = progress.tracker();
-                        tracker.done(&ticket);
-                        tracker.in_flight()
-                    };
-                    metrics::in_flight(in_flight);
-                    progress.finished.notify_one();
-                });
+                }
+                let tickets: Vec<Ticket> = {
+                    let mut tracker = progress.tracker();
+                    batch
+                        .iter()
+                        .map(|m| tracker.consumed((m.topic().to_string(), m.partition()), m.offset()))
+                        .collect()
+                };
+                tokio::spawn(score_until_done(pipeline.clone(), batch, tickets));
                 let in_flight = progress.tracker().in_flight();
                 metrics::in_flight(in_flight);
                 if in_flight >= max_in_flight && saturated_since.is_none() {
@@ -350,6 +348,43 @@ async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, d
         tracing::warn!("flushing the producer: {e}");
     }
     tracing::info!("Kafka: stopped");
+}
+
+/// At least once: each message is retried until its result or dead letter
+/// is acknowledged (or the process stops, and it is read again); each is
+/// marked done as soon as it is.
+async fn score_until_done(
+    pipeline: Arc<Pipeline>,
+    mut messages: Vec<OwnedMessage>,
+    mut tickets: Vec<Ticket>,
+) {
+    let progress = &pipeline.progress;
+    loop {
+        let outcomes = score::handle(&pipeline, &messages).await;
+        let mut failed = Vec::new();
+        {
+            let mut tracker = progress.tracker();
+            for ((message, ticket), outcome) in messages.into_iter().zip(tickets).zip(outcomes) {
+                match outcome {
+                    Ok(()) => {
+                        tracker.done(&ticket);
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}; retrying");
+                        failed.push((message, ticket));
+                    }
+                }
+            }
+            metrics::in_flight(tracker.in_flight());
+        }
+        progress.finished.notify_one();
+        if failed.is_empty() {
+            return;
+        }
+        metrics::produce_retry(&pipeline.options.dlq_topic);
+        tokio::time::sleep(RETRY_BACKOFF).await;
+        (messages, tickets) = failed.into_iter().unzip();
+    }
 }
 
 /// Pauses or resumes every assigned partition.

@@ -1,50 +1,75 @@
-//! One message's work: resolve its model, score it through the model's
-//! batcher (the same one REST requests go through), and produce the result,
-//! or the message itself to the dead-letter topic with the reason.
+//! A batch of consumed messages' work: resolve each message's model, score
+//! the rows of all messages for one model in one call through the model's
+//! batcher (the same one REST requests go through), and produce each
+//! message's result, or the message itself to the dead-letter topic with the
+//! reason.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join_all;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
 use super::message::{self, ScoredMessage, MODEL_HEADER, VERSION_HEADER};
-use super::metrics;
 use super::Pipeline;
-use crate::model::{LoadedModel, Predictions};
+use crate::batch::Batcher;
+use crate::model::{FeatureMatrix, LoadedModel, Predictions};
 use crate::ServeError;
 
 /// A queue full of REST traffic is waited out, never dead-lettered.
 const OVERLOAD_BACKOFF: Duration = Duration::from_millis(10);
 
-/// Scores `message` and produces its result, or the message to the
-/// dead-letter topic with the reason (also when the result itself cannot
-/// be produced). Fails only when neither could be produced; the message is
-/// then not done.
-pub async fn handle(pipeline: &Pipeline, message: &OwnedMessage) -> Result<(), String> {
+/// A message's scoring outcome: the model, its predictions and the request id.
+type Scored = (Arc<LoadedModel>, Predictions, String);
+
+/// Scores `messages` and produces each one's result, or the message to the
+/// dead-letter topic with the reason (also when the result itself cannot be
+/// produced). Per message, fails only when neither could be produced; that
+/// message is then not done.
+pub async fn handle(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<(), String>> {
     let consumed = Instant::now();
-    metrics::consumed(message.topic());
-    let output = &pipeline.options.output_topic;
-    if pipeline.options.pass_through {
-        let value = message.payload().unwrap_or_default();
-        let headers = passed_on(message, &[]);
-        return send(pipeline, output, message, value, headers).await;
+    for _ in messages {
+        pipeline.metrics.consumed.increment(1);
     }
-    let error = match score(pipeline, message).await {
+    if pipeline.options.pass_through {
+        let output = &pipeline.options.output_topic;
+        return join_all(messages.iter().map(|m| {
+            let value = m.payload().unwrap_or_default();
+            send(pipeline, output, m, value, passed_on(m, &[]))
+        }))
+        .await;
+    }
+    let outcomes = score(pipeline, messages).await;
+    join_all(
+        messages
+            .iter()
+            .zip(outcomes)
+            .map(|(m, outcome)| deliver(pipeline, m, outcome, consumed)),
+    )
+    .await
+}
+
+/// Produces `message`'s result, or its dead letter.
+async fn deliver(
+    pipeline: &Pipeline,
+    message: &OwnedMessage,
+    outcome: Result<Scored, ServeError>,
+    consumed: Instant,
+) -> Result<(), String> {
+    let output = &pipeline.options.output_topic;
+    let error = match outcome {
         Ok((model, predictions, id)) => {
             let value = ScoredMessage::new(&id, &model, &predictions, consumed.elapsed()).to_json();
-            match send(
-                pipeline,
-                output,
-                message,
-                &value,
-                result_headers(message, &model),
-            )
-            .await
-            {
+            let headers = result_headers(message, &model);
+            match send(pipeline, output, message, &value, headers).await {
                 Ok(()) => {
-                    metrics::produced(output, since_created(message, consumed));
+                    pipeline.metrics.produced.increment(1);
+                    pipeline
+                        .metrics
+                        .end_to_end
+                        .record(since_created(message, consumed));
                     return Ok(());
                 }
                 // Even after librdkafka's own retries: keep the message,
@@ -68,7 +93,7 @@ pub async fn handle(pipeline: &Pipeline, message: &OwnedMessage) -> Result<(), S
     )
     .await
     .map_err(|e| format!("producing a dead letter to `{dlq}` failed: {e}"))?;
-    metrics::dead_letter(error.kind());
+    super::metrics::dead_letter(error.kind());
     tracing::debug!(
         partition = message.partition(),
         offset = message.offset(),
@@ -77,10 +102,11 @@ pub async fn handle(pipeline: &Pipeline, message: &OwnedMessage) -> Result<(), S
     Ok(())
 }
 
-type Scored = (Arc<LoadedModel>, Predictions, String);
-
-async fn score(pipeline: &Pipeline, message: &OwnedMessage) -> Result<Scored, ServeError> {
-    let started = Instant::now();
+/// What one message asks: its model, features and request id.
+fn request(
+    pipeline: &Pipeline,
+    message: &OwnedMessage,
+) -> Result<(Arc<LoadedModel>, FeatureMatrix, String), ServeError> {
     let header = |name: &str| {
         message
             .headers()
@@ -93,40 +119,111 @@ async fn score(pipeline: &Pipeline, message: &OwnedMessage) -> Result<Scored, Se
         header(MODEL_HEADER),
         header(VERSION_HEADER),
     )?;
-    let batcher = pipeline.scheduler.batcher(&model)?;
-    let outcome = async {
-        let request = message::parse_value(&model, message.payload().unwrap_or_default())?;
-        let id = match (message.key(), request.body_id) {
-            (Some(key), _) => String::from_utf8_lossy(key).into_owned(),
-            (None, Some(id)) => id,
-            (None, None) => format!(
-                "{}/{}/{}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            ),
-        };
-        let mut features = request.features;
-        loop {
-            match batcher.predict(features).await {
-                Err(ServeError::Overloaded { .. }) => {
-                    tokio::time::sleep(OVERLOAD_BACKOFF).await;
-                    features = message::parse_value(&model, message.payload().unwrap_or_default())?
-                        .features;
+    let request = message::parse_value(&model, message.payload().unwrap_or_default())?;
+    let id = match (message.key(), request.body_id) {
+        (Some(key), _) => String::from_utf8_lossy(key).into_owned(),
+        (None, Some(id)) => id,
+        (None, None) => format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        ),
+    };
+    Ok((model, request.features, id))
+}
+
+/// A message of a model's group: its index in the batch, features and id.
+type Member = (usize, FeatureMatrix, String);
+
+/// Scores every message, one model run per model for the whole batch.
+async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Scored, ServeError>> {
+    let started = Instant::now();
+    let mut outcomes: Vec<Option<Result<Scored, ServeError>>> = vec![None; messages.len()];
+    // Per model: the messages' indices, features and ids.
+    let mut groups: Vec<(Arc<LoadedModel>, Vec<Member>)> = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        match request(pipeline, message) {
+            Ok((model, features, id)) => {
+                match groups.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &model)) {
+                    Some((_, members)) => members.push((index, features, id)),
+                    None => groups.push((model, vec![(index, features, id)])),
                 }
-                other => return other.map(|scored| (scored, id)),
+            }
+            Err(error) => outcomes[index] = Some(Err(error)),
+        }
+    }
+    for (model, members) in groups {
+        let counts: Vec<usize> = members.iter().map(|(_, f, _)| f.rows()).collect();
+        let mut indices = Vec::with_capacity(members.len());
+        let mut features = Vec::with_capacity(members.len());
+        let mut ids = Vec::with_capacity(members.len());
+        for (index, matrix, id) in members {
+            indices.push(index);
+            features.push(matrix);
+            ids.push(id);
+        }
+        let scored = match pipeline.scheduler.batcher(&model) {
+            Ok(batcher) => predict(batcher, features, &indices, messages, &model).await,
+            Err(error) => Err(error),
+        };
+        match scored {
+            Ok((predictions, queued)) => {
+                let metrics = pipeline.scheduler.batcher(&model).map(Batcher::metrics);
+                for ((index, predictions), id) in
+                    indices.iter().zip(predictions.split(&counts)).zip(ids)
+                {
+                    if let Ok(metrics) = metrics {
+                        metrics.record_inference(Ok(&predictions), started.elapsed(), queued);
+                    }
+                    outcomes[*index] = Some(Ok((model.clone(), predictions, id)));
+                }
+            }
+            Err(error) => {
+                for index in indices {
+                    outcomes[index] = Some(Err(error.clone()));
+                }
             }
         }
     }
-    .await;
-    let metrics = batcher.metrics();
-    match &outcome {
-        Ok((scored, _)) => {
-            metrics.record_inference(Ok(&scored.predictions), started.elapsed(), scored.queued)
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every message has an outcome"))
+        .collect()
+}
+
+/// Runs the model once on the messages' rows; waits out a full queue.
+async fn predict(
+    batcher: &Batcher,
+    features: Vec<FeatureMatrix>,
+    indices: &[usize],
+    messages: &[OwnedMessage],
+    model: &LoadedModel,
+) -> Result<(Predictions, Duration), ServeError> {
+    let mut features = FeatureMatrix::concat(features)?;
+    loop {
+        match batcher.predict(features).await {
+            Err(ServeError::Overloaded { .. }) => {
+                tokio::time::sleep(OVERLOAD_BACKOFF).await;
+                // The features went into the refused request: parse again.
+                let parts = indices
+                    .iter()
+                    .map(|&i| {
+                        message::parse_value(model, messages[i].payload().unwrap_or_default())
+                            .map(|r| r.features)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                features = FeatureMatrix::concat(parts)?;
+            }
+            Err(error) => {
+                batcher
+                    .metrics()
+                    .record_inference(Err(&error), Duration::ZERO, Duration::ZERO);
+                return Err(error);
+            }
+            Ok(scored) => return Ok((scored.predictions, scored.queued)),
         }
-        Err(e) => metrics.record_inference(Err(e), started.elapsed(), Duration::ZERO),
     }
-    outcome.map(|(scored, id)| (model, scored.predictions, id))
 }
 
 async fn send(

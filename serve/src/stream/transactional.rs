@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
@@ -144,8 +143,7 @@ async fn transaction(
     let producer = &pipeline.producer;
     tracing::debug!(messages = batch.len(), "Kafka: transaction begins");
     producer.begin_transaction()?;
-    // Concurrently, so that the rows of many messages share model runs.
-    let outcomes = join_all(batch.iter().map(|m| score::handle(pipeline, m))).await;
+    let outcomes = score::handle(pipeline, batch).await;
     if let Some(e) = outcomes.into_iter().find_map(Result::err) {
         return Err(Failed::Abort(e));
     }
