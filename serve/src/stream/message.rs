@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{parse_json, parse_v2_request, NestedNumbers};
-use crate::model::{ClassLabels, FeatureMatrix, LoadedModel, ModelRepository, Predictions};
+use crate::model::{FeatureMatrix, LoadedModel, ModelRepository, Predictions};
 use crate::ServeError;
 
 /// Header naming the model a message is for.
@@ -111,47 +111,75 @@ fn rows(
     }
 }
 
-/// The value of a result message.
-#[derive(Debug, Serialize)]
-pub struct ScoredMessage<'a> {
-    /// The request id: the message key, else the V2 body's `id`, else
-    /// `topic/partition/offset`.
-    pub id: &'a str,
-    pub model: &'a str,
-    pub model_version: String,
-    /// The winning class of each row.
-    pub labels: Vec<serde_json::Value>,
-    /// Per row, the probability of each class in `classes` order.
-    pub probabilities: Vec<&'a [f32]>,
-    pub classes: &'a ClassLabels,
-    /// From consuming the message to its result being ready.
-    pub latency_ms: f64,
+/// A model's result messages: the JSON that is the same for every message
+/// of the model is rendered once (per batch), the rest per message. The
+/// fields, in order: `id` (the message key, else the V2 body's `id`, else
+/// `topic/partition/offset`), `model`, `model_version`, `labels` (each
+/// row's winning class), `probabilities` (per row, in `classes` order),
+/// `classes`, `latency_ms` (from consuming the message to its result).
+#[derive(Debug)]
+pub struct ResultTemplate {
+    /// `,"model":"iris","model_version":"1","labels":[`
+    head: Vec<u8>,
+    /// `],"classes":["setosa",...],"latency_ms":`
+    tail: Vec<u8>,
+    /// Each class label as JSON.
+    labels: Vec<Vec<u8>>,
 }
 
-impl<'a> ScoredMessage<'a> {
-    pub fn new(
-        id: &'a str,
-        model: &'a LoadedModel,
-        predictions: &'a Predictions,
-        latency: Duration,
-    ) -> ScoredMessage<'a> {
+impl ResultTemplate {
+    pub fn new(model: &LoadedModel) -> ResultTemplate {
         let classes = &model.signature.labels;
-        ScoredMessage {
-            id,
-            model: &model.name,
-            model_version: model.version.to_string(),
-            labels: predictions
-                .label_indices
-                .iter()
-                .map(|&class| classes.json(class))
+        let mut head = b",\"model\":".to_vec();
+        head.extend(to_json(model.name.as_str()));
+        head.extend(b",\"model_version\":");
+        head.extend(to_json(&model.version.to_string()));
+        head.extend(b",\"labels\":[");
+        let mut tail = b"],\"classes\":".to_vec();
+        tail.extend(to_json(classes));
+        tail.extend(b",\"latency_ms\":");
+        ResultTemplate {
+            head,
+            tail,
+            labels: (0..classes.len())
+                .map(|c| to_json(&classes.json(c)))
                 .collect(),
-            probabilities: (0..predictions.rows).map(|r| predictions.row(r)).collect(),
-            classes,
-            latency_ms: latency.as_secs_f64() * 1e3,
         }
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a scored message always serializes")
+    /// The value of the result message for `predictions`.
+    pub fn render(&self, id: &str, predictions: &Predictions, latency: Duration) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(self.head.len() + self.tail.len() + 64 + 48 * predictions.rows);
+        out.extend(b"{\"id\":");
+        write(&mut out, &id);
+        out.extend(&self.head);
+        for (row, &class) in predictions.label_indices.iter().enumerate() {
+            if row > 0 {
+                out.push(b',');
+            }
+            out.extend(&self.labels[class]);
+        }
+        out.extend(b"],\"probabilities\":[");
+        for row in 0..predictions.rows {
+            if row > 0 {
+                out.push(b',');
+            }
+            write(&mut out, &predictions.row(row));
+        }
+        // `tail` opens with the `]` that closes `probabilities`.
+        out.extend(&self.tail);
+        write(&mut out, &(latency.as_secs_f64() * 1e3));
+        out.push(b'}');
+        out
     }
+}
+
+/// Appends `value` as JSON (serde_json's formatting of numbers and strings).
+fn write(out: &mut Vec<u8>, value: &impl Serialize) {
+    serde_json::to_writer(out, value).expect("numbers and strings always serialize");
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("labels and names always serialize")
 }

@@ -12,7 +12,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
-use super::message::{self, ScoredMessage, MODEL_HEADER, VERSION_HEADER};
+use super::message::{self, ResultTemplate, MODEL_HEADER, VERSION_HEADER};
 use super::Pipeline;
 use crate::batch::Batcher;
 use crate::model::{FeatureMatrix, LoadedModel, Predictions};
@@ -21,8 +21,9 @@ use crate::ServeError;
 /// A queue full of REST traffic is waited out, never dead-lettered.
 const OVERLOAD_BACKOFF: Duration = Duration::from_millis(10);
 
-/// A message's scoring outcome: the model, its predictions and the request id.
-type Scored = (Arc<LoadedModel>, Predictions, String);
+/// A message's scoring outcome: the model, its result messages' template,
+/// its predictions and the request id.
+type Scored = (Arc<LoadedModel>, Arc<ResultTemplate>, Predictions, String);
 
 /// Scores `messages` and produces each one's result, or the message to the
 /// dead-letter topic with the reason (also when the result itself cannot be
@@ -60,8 +61,8 @@ async fn deliver(
 ) -> Result<(), String> {
     let output = &pipeline.options.output_topic;
     let error = match outcome {
-        Ok((model, predictions, id)) => {
-            let value = ScoredMessage::new(&id, &model, &predictions, consumed.elapsed()).to_json();
+        Ok((model, template, predictions, id)) => {
+            let value = template.render(&id, &predictions, consumed.elapsed());
             let headers = result_headers(message, &model);
             match send(pipeline, output, message, &value, headers).await {
                 Ok(()) => {
@@ -169,6 +170,7 @@ async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Sco
         };
         match scored {
             Ok((predictions, queued)) => {
+                let template = Arc::new(ResultTemplate::new(&model));
                 let metrics = pipeline.scheduler.batcher(&model).map(Batcher::metrics);
                 for ((index, predictions), id) in
                     indices.iter().zip(predictions.split(&counts)).zip(ids)
@@ -176,7 +178,7 @@ async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Sco
                     if let Ok(metrics) = metrics {
                         metrics.record_inference(Ok(&predictions), started.elapsed(), queued);
                     }
-                    outcomes[*index] = Some(Ok((model.clone(), predictions, id)));
+                    outcomes[*index] = Some(Ok((model.clone(), template.clone(), predictions, id)));
                 }
             }
             Err(error) => {
