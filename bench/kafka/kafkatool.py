@@ -5,9 +5,11 @@ for an output topic to reach a count, and measure how long its results took.
   kafkatool.py fill BROKERS TOPIC COUNT TEST_CSV      keyed 0..COUNT-1, one row each
   kafkatool.py wait BROKERS TOPIC COUNT TIMEOUT_S     until COUNT messages (exit 1 on timeout)
   kafkatool.py span BROKERS TOPIC                     JSON: count, distinct keys, first/last timestamps
+  kafkatool.py quiet BROKER_PID MAX_WAIT_S            until the rest of the machine is idle
 """
 import csv
 import json
+import os
 import sys
 import time
 import uuid
@@ -76,6 +78,14 @@ def span(brokers, topic):
     print(json.dumps({"count": seen, "keys": len(keys), "first_ms": first, "last_ms": last}))
 
 
+def quiet(broker_pid, max_wait):
+    # The load benchmark's idle check, with the broker's CPU not counted.
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "load"))
+    from loadtool import wait_for_quiet
+
+    wait_for_quiet(int(broker_pid), float(max_wait))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"create": create, "fill": fill, "wait": wait, "span": span}[command](*args)
+    {"create": create, "fill": fill, "wait": wait, "span": span, "quiet": quiet}[command](*args)

@@ -4,9 +4,12 @@
 #   pass-through      the same binary copying each message unscored (the baseline:
 #                     consuming and producing alone)
 #   python            confluent-kafka + onnxruntime (python_consumer.py), the obvious alternative
-#   modelops again    A/A control
-# Each reads the same pre-filled 4-partition input topic (its own consumer group)
-# and writes its own output topic, pinned to CPU 0; the broker runs on CPU 1.
+# in KAFKA_BENCH_ROUNDS (default 3) interleaved rounds; the table gives each
+# system's median and the spread of its rounds shows the noise. Each run reads
+# the same pre-filled 4-partition input topic (a consumer group of its own) and
+# writes an output topic of its own, pinned to CPU 0; the broker runs on CPU 1.
+# Before each run the script waits (up to 60 s) for the rest of the machine to
+# be idle.
 # Throughput = results / (last result's timestamp - first's); CPU = the
 # scorer's utime+stime from /proc. Writes bench/kafka/results.json and the
 # section between <!-- kafka-table:start --> and <!-- kafka-table:end --> of
@@ -16,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 messages=${KAFKA_BENCH_MESSAGES:-100000}
+rounds=${KAFKA_BENCH_ROUNDS:-3}
 venv=${KAFKA_BENCH_VENV:-/var/cache/modelops/kafka-bench-venv}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/modelops/target}
 if ! cmp -s bench/kafka/requirements.txt "$venv/requirements.txt"; then
@@ -43,21 +47,27 @@ $tool fill "$brokers" input "$messages" models/iris/test.csv
 
 cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{ print ($14 + $15) / t }' "/proc/$1/stat"; }
 
-for system in modelops pass-through python modelops-aa; do
-  out="out-$system"
+runs=()
+for round in $(seq "$rounds"); do
+  runs+=("modelops $round" "pass-through $round" "python $round")
+done
+for run in "${runs[@]}"; do
+  read -r system round <<<"$run"
+  out="out-$system-$round"
   $tool create "$brokers" "$out" 4
+  $tool quiet "$(cat "$work/broker/pid")" 60
   case $system in
-    modelops | modelops-aa | pass-through)
+    modelops | pass-through)
       extra=()
       [ "$system" = pass-through ] && extra=(--kafka-pass-through)
       taskset -c 0 "$work/serve" --no-rest --models models --kafka-brokers "$brokers" \
         --kafka-input-topic input --kafka-output-topic "$out" --kafka-dlq-topic "dlq-$system" \
-        --kafka-group-id "group-$system" --kafka-model iris "${extra[@]}" \
-        2>"$work/$system.log" &
+        --kafka-group-id "group-$system-$round" --kafka-model iris "${extra[@]}" \
+        2>"$work/$system-$round.log" &
       ;;
     python)
-      taskset -c 0 "$py" bench/kafka/python_consumer.py "$brokers" input "$out" "group-$system" \
-        models/iris/1/model.onnx 2>"$work/$system.log" &
+      taskset -c 0 "$py" bench/kafka/python_consumer.py "$brokers" input "$out" \
+        "group-$system-$round" models/iris/1/model.onnx 2>"$work/$system-$round.log" &
       ;;
   esac
   scorer_pid=$!
@@ -71,8 +81,8 @@ for system in modelops pass-through python modelops-aa; do
   $tool span "$brokers" "$out" | "$py" -c '
 import json, sys
 span = json.load(sys.stdin)
-span.update(system=sys.argv[1], cpu_s=float(sys.argv[3]) - float(sys.argv[2]))
-print(json.dumps(span))' "$system" "$before" "$after" >>"$work/results.jsonl"
+span.update(system=sys.argv[1], round=int(sys.argv[2]), cpu_s=float(sys.argv[4]) - float(sys.argv[3]))
+print(json.dumps(span))' "$system" "$round" "$before" "$after" >>"$work/results.jsonl"
   tail -1 "$work/results.jsonl"
 done
 
