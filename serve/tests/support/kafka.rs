@@ -67,6 +67,27 @@ pub fn create_topic(topic: &str, partitions: i32) {
     }
 }
 
+/// Waits (up to a minute) until `topic` exists with its partitions.
+pub fn wait_for_topic(topic: &str) {
+    let consumer: BaseConsumer = config().create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let exists = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+            .unwrap_or(false);
+        if exists {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A message to produce.
 pub struct Outgoing {
     pub key: Option<String>,
