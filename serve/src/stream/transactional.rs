@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -77,7 +77,13 @@ pub async fn run(
                         consumer.unsubscribe();
                         return Err(e.into());
                     }
-                    rewind(&consumer, &batch);
+                    if let Err(e) = rewind(&consumer, &batch) {
+                        // Going on would skip the aborted messages; a restart
+                        // reads them again from the committed offsets.
+                        tracing::error!("Kafka: rewinding after an abort failed: {e}");
+                        consumer.unsubscribe();
+                        return Err(e.into());
+                    }
                 }
             }
         }
@@ -179,8 +185,10 @@ fn next_offsets(batch: &[OwnedMessage]) -> TopicPartitionList {
     list
 }
 
-/// Seeks each partition of `batch` back to its first message in it.
-fn rewind(consumer: &StreamConsumer<StreamContext>, batch: &[OwnedMessage]) {
+/// Seeks each partition of `batch` that is still assigned back to its first
+/// message in the batch (a partition no longer ours restarts at its
+/// committed offset anyway).
+fn rewind(consumer: &StreamConsumer<StreamContext>, batch: &[OwnedMessage]) -> KafkaResult<()> {
     let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for m in batch {
         let entry = first
@@ -188,10 +196,11 @@ fn rewind(consumer: &StreamConsumer<StreamContext>, batch: &[OwnedMessage]) {
             .or_insert(m.offset());
         *entry = (*entry).min(m.offset());
     }
+    let assigned = consumer.assignment()?;
     for ((topic, partition), offset) in first {
-        // A partition no longer ours restarts at its committed offset anyway.
-        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), BROKER_TIMEOUT) {
-            tracing::debug!(topic, partition, "rewind skipped: {e}");
+        if assigned.find_partition(topic, partition).is_some() {
+            consumer.seek(topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)?;
         }
     }
+    Ok(())
 }
