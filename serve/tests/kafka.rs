@@ -287,6 +287,8 @@ fn kafka_only_creates_its_topics_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed if an assertion fails before the SIGTERM below.
+    let guard = KillOnDrop(child.id());
     let iris = Reference::bundled("iris");
     // The scorer creates its topics; read the output once it exists (a
     // subscription to a missing topic notices it only at the next metadata
@@ -310,6 +312,8 @@ fn kafka_only_creates_its_topics_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
+    // It exited: nothing to kill (and its PID may be reused).
+    std::mem::forget(guard);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
     assert!(
@@ -540,6 +544,18 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     assert_eq!(seen.len(), total);
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!("broker restart: {duplicates} of {total} messages scored twice");
+}
+
+/// Kills a process by its PID when dropped (a failed test leaves no
+/// scorer behind).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
 }
 
 /// A broker started (and restarted, on the same port and data) by
