@@ -1,15 +1,17 @@
-//! Kafka stream scoring: consume → score → produce, at least once.
+//! Kafka stream scoring: consume → score → produce, at least once (or
+//! exactly once in transactions, [`transactional`]).
 //!
-//! Each consumed message is scored by its own task through the model's
-//! batcher (rows of many messages share model runs, as REST requests do),
-//! then its result goes to the output topic, or the message itself to the
+//! The messages that arrived together are scored by one task, one model run
+//! per model through the model's batcher (shared with REST requests), then
+//! each result goes to the output topic, or the message itself to the
 //! dead-letter topic with the reason. An input offset is committed only
 //! when it and every earlier offset of its partition have their result or
 //! dead letter acknowledged by the broker ([`offsets`]), so a crash at any
 //! moment loses nothing (a restart reads the unfinished messages again).
 //!
-//! Work in flight is bounded: past `max_in_flight` messages the assigned
-//! partitions are paused until half of it finished. On a rebalance, work of
+//! Work in flight is bounded: at `max_in_flight` messages the loop stops
+//! taking more, and after a moment pauses the assigned partitions until half
+//! of it finished. On a rebalance, work of
 //! the revoked partitions gets a grace period to finish and what is done is
 //! committed ([`context`]). On shutdown consumption stops, work in flight
 //! finishes, offsets are committed and the consumer leaves the group.
@@ -256,7 +258,8 @@ async fn connect(
     Ok((pipeline, consumer))
 }
 
-/// The consumer loop: hands each message to a task, commits on a timer,
+/// The consumer loop: hands the messages that arrived together to a task,
+/// commits on a timer,
 /// pauses while too much is in flight; on `draining`, finishes up.
 async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, draining: Draining) {
     let progress = pipeline.progress.clone();
