@@ -259,8 +259,8 @@ async fn connect(
 }
 
 /// The consumer loop: hands the messages that arrived together to a task,
-/// commits on a timer,
-/// pauses while too much is in flight; on `draining`, finishes up.
+/// commits on a timer, stops taking messages (then pauses) while too much is
+/// in flight; on `draining`, finishes up.
 async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, draining: Draining) {
     let progress = pipeline.progress.clone();
     let max_in_flight = pipeline.options.max_in_flight.max(1);
