@@ -23,13 +23,18 @@ struct Topics {
 }
 
 impl Topics {
-    fn new(partitions: i32) -> Topics {
-        let topics = Topics {
+    /// Fresh names, no topics created.
+    fn names() -> Topics {
+        Topics {
             input: unique("in"),
             output: unique("out"),
             dlq: unique("dlq"),
             group: unique("group"),
-        };
+        }
+    }
+
+    fn new(partitions: i32) -> Topics {
+        let topics = Topics::names();
         create_topic(&topics.input, partitions);
         create_topic(&topics.output, 1);
         create_topic(&topics.dlq, 1);
@@ -64,6 +69,16 @@ impl Topics {
 fn keyed_row(iris: &Reference, i: usize) -> Outgoing {
     let row = &iris.rows[i % iris.rows.len()];
     Outgoing::new(Some(&i.to_string()), json!(row).to_string()).header("model", "iris")
+}
+
+/// `count` keyed rows (see [`keyed_row`]).
+fn keyed_rows(iris: &Reference, count: usize) -> Vec<Outgoing> {
+    (0..count).map(|i| keyed_row(iris, i)).collect()
+}
+
+/// Results beyond the first per key.
+fn duplicates(seen: &HashMap<usize, usize>) -> usize {
+    seen.values().map(|n| n - 1).sum()
 }
 
 /// Checks every result against onnxruntime's label for its row; returns
@@ -262,12 +277,8 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
 
 #[test]
 fn kafka_only_creates_its_topics_and_stops_on_sigterm() {
-    let topics = Topics {
-        input: unique("in"),
-        output: unique("out"),
-        dlq: unique("dlq"),
-        group: unique("group"),
-    };
+    // The scorer creates the topics itself.
+    let topics = Topics::names();
     let brokers = brokers();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
         .current_dir(support::repo_root())
@@ -328,7 +339,7 @@ fn a_killed_server_loses_nothing() {
     let topics = Topics::new(4);
     let iris = Reference::bundled("iris");
     let total = 3000;
-    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let messages = keyed_rows(&iris, total);
     produce(&topics.input, &messages);
 
     let mut results = Reader::new(&topics.output);
@@ -353,7 +364,7 @@ fn a_killed_server_loses_nothing() {
     );
     let seen = check_results(&iris, &results.received);
     assert_eq!(seen.len(), total, "every message has a result");
-    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    let duplicates = duplicates(&seen);
     eprintln!(
         "killed after {before_restart} results; {duplicates} of {total} messages scored twice"
     );
@@ -364,7 +375,7 @@ fn sigterm_finishes_in_flight_work_and_commits_it() {
     let topics = Topics::new(2);
     let iris = Reference::bundled("iris");
     let total = 1000;
-    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let messages = keyed_rows(&iris, total);
     // Backpressure on: at most 8 messages in flight, partitions paused beyond.
     let mut server = topics.scorer(&["--kafka-max-in-flight", "8"]);
     produce(&topics.input, &messages);
@@ -404,7 +415,7 @@ fn a_rebalance_between_two_scorers_loses_nothing() {
     let topics = Topics::new(4);
     let iris = Reference::bundled("iris");
     let total = 3000;
-    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let messages = keyed_rows(&iris, total);
     let mut results = Reader::new(&topics.output);
     let mut first = topics.scorer(&[]);
     produce(&topics.input, &messages[..total / 2]);
@@ -443,7 +454,7 @@ fn a_rebalance_between_two_scorers_loses_nothing() {
     );
     let seen = check_results(&iris, &results.received);
     assert_eq!(seen.len(), total);
-    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    let duplicates = duplicates(&seen);
     eprintln!(
         "rebalance: consumed {by_first} + {by_second} before the first left; \
          {duplicates} of {total} messages scored twice"
@@ -455,7 +466,7 @@ fn ten_thousand_records_on_four_partitions_each_get_one_result_equal_to_rest() {
     let topics = Topics::new(4);
     let iris = Reference::bundled("iris");
     let total = 10_000;
-    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let messages = keyed_rows(&iris, total);
     let server = topics.scorer(&[]);
     produce(&topics.input, &messages);
     // The same rows over REST, one request.
@@ -523,7 +534,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let topics = Topics::new(2);
     let iris = Reference::bundled("iris");
     let total = 3000;
-    let messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let messages = keyed_rows(&iris, total);
     produce(&topics.input, &messages[..total / 2]);
     // Static membership, as recommended for deployments: the rejoin after
     // the restart does not wait for the old membership's session to end.
@@ -542,7 +553,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     );
     let seen = check_results(&iris, &results.received);
     assert_eq!(seen.len(), total);
-    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    let duplicates = duplicates(&seen);
     eprintln!("broker restart: {duplicates} of {total} messages scored twice");
 }
 
@@ -626,7 +637,7 @@ fn exactly_once_across_a_stop_mid_stream_and_a_restart() {
     let topics = Topics::new(2);
     let iris = Reference::bundled("iris");
     let total = 2000;
-    let mut messages: Vec<Outgoing> = (0..total).map(|i| keyed_row(&iris, i)).collect();
+    let mut messages = keyed_rows(&iris, total);
     messages.insert(
         total / 3,
         Outgoing::new(Some("poison"), "[1, 2]").header("model", "iris"),

@@ -341,10 +341,7 @@ async fn run(pipeline: Arc<Pipeline>, consumer: StreamConsumer<StreamContext>, d
             "Kafka: work still in flight at the deadline; those messages will be read again"
         );
     }
-    // Leave the group now (the revoke callback commits once more) rather
-    // than when the consumer is dropped.
-    consumer.unsubscribe();
-    let _ = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
+    leave_group(&consumer).await;
     if let Err(e) = tokio::task::block_in_place(|| {
         rdkafka::producer::Producer::flush(&pipeline.producer, Duration::from_secs(5))
     }) {
@@ -404,6 +401,14 @@ fn set_paused(consumer: &StreamConsumer<StreamContext>, pause: bool) {
         Ok(()) => tracing::debug!("Kafka: partitions resumed"),
         Err(e) => tracing::warn!("pausing or resuming partitions failed: {e}"),
     }
+}
+
+/// Leaves the consumer group now (the revoke callback commits once more)
+/// rather than when the consumer is dropped.
+async fn leave_group(consumer: &StreamConsumer<StreamContext>) {
+    consumer.unsubscribe();
+    // The revocation is served while polling.
+    let _ = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
 }
 
 /// Sleeps until `deadline` (forever without one).

@@ -164,18 +164,19 @@ async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Sco
             features.push(matrix);
             ids.push(id);
         }
-        let scored = match pipeline.scheduler.batcher(&model) {
+        let batcher = pipeline.scheduler.batcher(&model);
+        let scored = match batcher {
             Ok(batcher) => predict(batcher, features, &indices, messages, &model).await,
-            Err(error) => Err(error),
+            Err(ref error) => Err(error.clone()),
         };
         match scored {
             Ok((predictions, queued)) => {
                 let template = Arc::new(ResultTemplate::new(&model));
-                let metrics = pipeline.scheduler.batcher(&model).map(Batcher::metrics);
                 for ((index, predictions), id) in
                     indices.iter().zip(predictions.split(&counts)).zip(ids)
                 {
-                    if let Ok(metrics) = metrics {
+                    if let Ok(batcher) = batcher {
+                        let metrics = batcher.metrics();
                         metrics.record_inference(Ok(&predictions), started.elapsed(), queued);
                     }
                     outcomes[*index] = Some(Ok((model.clone(), template.clone(), predictions, id)));

@@ -20,7 +20,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::context::StreamContext;
-use super::{score, sleep_until, Pipeline, StreamError};
+use super::{leave_group, score, sleep_until, Pipeline, StreamError};
 use crate::shutdown::Draining;
 
 /// How long a transaction collects messages once the first arrived.
@@ -52,17 +52,28 @@ pub async fn run(
     consumer: StreamConsumer<StreamContext>,
     draining: Draining,
 ) -> Result<(), StreamError> {
+    let outcome = transactions(&pipeline, &consumer, &draining).await;
+    leave_group(&consumer).await;
+    tracing::info!("Kafka: stopped");
+    outcome
+}
+
+/// Transactions until draining starts or the producer cannot go on.
+async fn transactions(
+    pipeline: &Pipeline,
+    consumer: &StreamConsumer<StreamContext>,
+    draining: &Draining,
+) -> Result<(), StreamError> {
     let producer = &pipeline.producer;
     tokio::task::block_in_place(|| producer.init_transactions(BROKER_TIMEOUT))?;
     let max_batch = pipeline.options.max_in_flight.max(1);
     loop {
-        let (batch, stopping) = collect(&pipeline, &consumer, &draining, max_batch).await;
+        let (batch, stopping) = collect(pipeline, consumer, draining, max_batch).await;
         if !batch.is_empty() {
-            match transaction(&pipeline, &consumer, &batch).await {
+            match transaction(pipeline, consumer, &batch).await {
                 Ok(()) => {}
                 Err(Failed::Fatal(e)) => {
                     tracing::error!("Kafka: the transactional producer failed: {e}");
-                    consumer.unsubscribe();
                     return Err(e.into());
                 }
                 Err(Failed::Abort(reason)) => {
@@ -70,31 +81,19 @@ pub async fn run(
                         messages = batch.len(),
                         "Kafka: transaction aborted, its messages will be read again: {reason}"
                     );
-                    if let Err(e) =
-                        tokio::task::block_in_place(|| producer.abort_transaction(BROKER_TIMEOUT))
-                    {
-                        tracing::error!("Kafka: aborting the transaction failed: {e}");
-                        consumer.unsubscribe();
-                        return Err(e.into());
-                    }
-                    if let Err(e) = rewind(&consumer, &batch) {
-                        // Going on would skip the aborted messages; a restart
-                        // reads them again from the committed offsets.
-                        tracing::error!("Kafka: rewinding after an abort failed: {e}");
-                        consumer.unsubscribe();
-                        return Err(e.into());
-                    }
+                    tokio::task::block_in_place(|| producer.abort_transaction(BROKER_TIMEOUT))
+                        .inspect_err(|e| tracing::error!("Kafka: aborting failed: {e}"))?;
+                    // Going on without the rewind would skip the aborted
+                    // messages; a restart reads them from the committed offsets.
+                    rewind(consumer, &batch)
+                        .inspect_err(|e| tracing::error!("Kafka: rewinding failed: {e}"))?;
                 }
             }
         }
         if stopping {
-            break;
+            return Ok(());
         }
     }
-    consumer.unsubscribe();
-    let _ = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
-    tracing::info!("Kafka: stopped");
-    Ok(())
 }
 
 /// The messages of the next transaction, and whether draining started.
@@ -170,17 +169,25 @@ async fn transaction(
     Ok(())
 }
 
+/// Per partition of `batch`, its messages' offsets folded with `pick`
+/// (`min` for the first, `max` for the last).
+fn per_partition(batch: &[OwnedMessage], pick: fn(i64, i64) -> i64) -> BTreeMap<(&str, i32), i64> {
+    let mut offsets = BTreeMap::new();
+    for m in batch {
+        offsets
+            .entry((m.topic(), m.partition()))
+            .and_modify(|o: &mut i64| *o = pick(*o, m.offset()))
+            .or_insert(m.offset());
+    }
+    offsets
+}
+
 /// Per partition, the offset after the last message of `batch`.
 fn next_offsets(batch: &[OwnedMessage]) -> TopicPartitionList {
-    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-        *entry = (*entry).max(m.offset());
-    }
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
+    for ((topic, partition), last) in per_partition(batch, i64::max) {
         // Offsets of our own messages: always valid.
-        let _ = list.add_partition_offset(topic, partition, Offset::Offset(offset + 1));
+        let _ = list.add_partition_offset(topic, partition, Offset::Offset(last + 1));
     }
     list
 }
@@ -189,17 +196,10 @@ fn next_offsets(batch: &[OwnedMessage]) -> TopicPartitionList {
 /// message in the batch (a partition no longer ours restarts at its
 /// committed offset anyway).
 fn rewind(consumer: &StreamConsumer<StreamContext>, batch: &[OwnedMessage]) -> KafkaResult<()> {
-    let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = first
-            .entry((m.topic(), m.partition()))
-            .or_insert(m.offset());
-        *entry = (*entry).min(m.offset());
-    }
     let assigned = consumer.assignment()?;
-    for ((topic, partition), offset) in first {
+    for ((topic, partition), first) in per_partition(batch, i64::min) {
         if assigned.find_partition(topic, partition).is_some() {
-            consumer.seek(topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)?;
+            consumer.seek(topic, partition, Offset::Offset(first), BROKER_TIMEOUT)?;
         }
     }
     Ok(())
