@@ -3,12 +3,28 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use thiserror::Error;
 
 use crate::batch::BatchConfig;
 
 use crate::model::ModelSource;
 use crate::stream::{KafkaOptions, TopicSpec};
+use crate::telemetry::{CosmosSettings, Lineage, OnRefused, Store, TelemetryOptions};
+
+/// A setting that cannot work, found before anything starts.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("--telemetry cosmos needs {0}")]
+    Missing(&'static str),
+    #[error("give the Cosmos DB key once: --cosmos-key (COSMOS_KEY) or --cosmos-key-file")]
+    TwoKeys,
+    #[error("reading the Cosmos DB key from {}: {source}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// This machine's (or pod's) name.
 fn hostname() -> String {
@@ -29,10 +45,173 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("expected a fraction from 0 to 1, got `{text}`")),
+    }
+}
+
+/// A secret that `{:?}` does not print.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret(text.trim().to_string()))
+}
+
+/// Where prediction telemetry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TelemetryKind {
+    Off,
+    /// JSON lines in a local file (--telemetry-file).
+    File,
+    /// Azure Cosmos DB (--cosmos-*).
+    Cosmos,
+}
+
+/// The telemetry store: shared by `serve` (which writes it) and `serve
+/// report` (which reads it).
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Where prediction telemetry goes: a JSON-lines file, Azure Cosmos DB,
+    /// or nowhere.
+    #[arg(long, env = "MODELOPS_TELEMETRY", value_enum, default_value = "file")]
+    pub telemetry: TelemetryKind,
+
+    /// The JSON-lines file of `--telemetry file`.
+    #[arg(
+        long,
+        env = "MODELOPS_TELEMETRY_FILE",
+        default_value = "telemetry/predictions.jsonl"
+    )]
+    pub telemetry_file: PathBuf,
+
+    /// Cosmos DB: the account endpoint, `https://ACCOUNT.documents.azure.com:443/`.
+    #[arg(long, env = "MODELOPS_COSMOS_ENDPOINT", value_name = "URL")]
+    pub cosmos_endpoint: Option<String>,
+
+    /// Cosmos DB: the account key (prefer the environment variable or
+    /// --cosmos-key-file: a flag shows in the process list). Never logged.
+    #[arg(long, env = "COSMOS_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub cosmos_key: Option<Secret>,
+
+    /// Cosmos DB: a file holding the account key (a mounted secret).
+    #[arg(long, env = "MODELOPS_COSMOS_KEY_FILE", value_name = "PATH")]
+    pub cosmos_key_file: Option<PathBuf>,
+
+    /// Cosmos DB: the database, created when missing.
+    #[arg(long, env = "MODELOPS_COSMOS_DATABASE", default_value = "modelops")]
+    pub cosmos_database: String,
+
+    /// Cosmos DB: the container, created when missing (partition key `/model`).
+    #[arg(long, env = "MODELOPS_COSMOS_CONTAINER", default_value = "predictions")]
+    pub cosmos_container: String,
+
+    /// Cosmos DB: preferred regions, in order (default: the account's order).
+    #[arg(long, env = "MODELOPS_COSMOS_REGIONS", value_delimiter = ',')]
+    pub cosmos_regions: Vec<String>,
+}
+
+impl TelemetryArgs {
+    /// The store these flags name (reading the key file, if one is named).
+    pub fn store(&self) -> Result<Store, ConfigError> {
+        match self.telemetry {
+            TelemetryKind::Off => Ok(Store::Off),
+            TelemetryKind::File => Ok(Store::File(self.telemetry_file.clone())),
+            TelemetryKind::Cosmos => {
+                let endpoint = self
+                    .cosmos_endpoint
+                    .clone()
+                    .ok_or(ConfigError::Missing("--cosmos-endpoint"))?;
+                let key = match (&self.cosmos_key, &self.cosmos_key_file) {
+                    (Some(_), Some(_)) => return Err(ConfigError::TwoKeys),
+                    (Some(Secret(key)), None) => key.clone(),
+                    (None, Some(path)) => std::fs::read_to_string(path)
+                        .map_err(|source| ConfigError::KeyFile {
+                            path: path.clone(),
+                            source,
+                        })?
+                        .trim()
+                        .to_string(),
+                    (None, None) => {
+                        return Err(ConfigError::Missing(
+                            "--cosmos-key (COSMOS_KEY) or --cosmos-key-file",
+                        ))
+                    }
+                };
+                Ok(Store::Cosmos(CosmosSettings {
+                    endpoint,
+                    key,
+                    database: self.cosmos_database.clone(),
+                    container: self.cosmos_container.clone(),
+                    regions: self.cosmos_regions.clone(),
+                }))
+            }
+        }
+    }
+}
+
+/// What else `serve` does than serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Per model version: documents, error rate, latency percentiles and
+    /// label distribution from the telemetry store; optionally an SVG chart.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+
+    /// A model to report on (repeatable). Default: every model in the file,
+    /// or for Cosmos DB (read one partition per model) every model folder
+    /// under --models.
+    #[arg(long = "model", value_name = "NAME")]
+    pub models: Vec<String>,
+
+    /// The model repository whose model names Cosmos DB is asked about.
+    #[arg(long = "models", env = "MODELOPS_MODELS", default_value = "models")]
+    pub repository: PathBuf,
+
+    /// Also write an SVG chart here: label distribution and latency over time.
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The models to report on: those named, else (for Cosmos DB, which is
+    /// read partition by partition) the repository's model folders.
+    pub fn models(&self) -> std::io::Result<Vec<String>> {
+        if !self.models.is_empty() || self.telemetry.telemetry != TelemetryKind::Cosmos {
+            return Ok(self.models.clone());
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.repository)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
 /// Serve ONNX classifiers over the Open Inference Protocol (V2) and V1 REST.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "serve", version, about)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Model repository: DIR/<name>/<version>/model.onnx (+ DIR/<name>/model.toml).
     /// Defaults to `models` unless --model is given.
     #[arg(long, env = "MODELOPS_MODELS", value_name = "DIR")]
@@ -180,6 +359,51 @@ pub struct Config {
     )]
     pub kafka_properties: Vec<(String, String)>,
 
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+
+    /// Telemetry: documents waiting to be written at most; beyond, new ones
+    /// are dropped and counted (scoring never waits).
+    #[arg(long, env = "MODELOPS_TELEMETRY_QUEUE", default_value_t = 10_000)]
+    pub telemetry_queue: usize,
+
+    /// Telemetry: document writes in flight at most.
+    #[arg(long, env = "MODELOPS_TELEMETRY_CONCURRENCY", default_value_t = 16)]
+    pub telemetry_concurrency: usize,
+
+    /// Telemetry: the fraction of requests whose inputs (features) are
+    /// recorded too.
+    #[arg(
+        long,
+        env = "MODELOPS_TELEMETRY_INPUT_SAMPLING",
+        default_value_t = 0.0,
+        value_parser = parse_fraction
+    )]
+    pub telemetry_input_sampling: f64,
+
+    /// Telemetry: on shutdown, how long queued documents get to be written.
+    #[arg(long, env = "MODELOPS_TELEMETRY_FLUSH_SECONDS", default_value_t = 10.0)]
+    pub telemetry_flush_seconds: f64,
+
+    /// Telemetry: when Cosmos DB refuses the key at startup, stop (`fail`)
+    /// or serve anyway and drop the documents (`warn`).
+    #[arg(
+        long,
+        env = "MODELOPS_COSMOS_ON_AUTH_ERROR",
+        value_enum,
+        default_value = "fail"
+    )]
+    pub cosmos_on_auth_error: OnRefused,
+
+    /// Lineage: the commit this server was built from, recorded with every
+    /// prediction.
+    #[arg(long, env = "MODELOPS_CODE_COMMIT")]
+    pub code_commit: Option<String>,
+
+    /// Lineage: the container image digest this server runs from.
+    #[arg(long, env = "MODELOPS_IMAGE_DIGEST")]
+    pub image_digest: Option<String>,
+
     /// Log filter, e.g. `info` or `serve=debug`.
     #[arg(long, env = "MODELOPS_LOG", default_value = "info")]
     pub log: String,
@@ -233,6 +457,22 @@ impl Config {
             pass_through: self.kafka_pass_through,
             client_properties: self.kafka_properties.clone(),
         })
+    }
+
+    /// How the telemetry writer works.
+    pub fn telemetry_options(&self) -> TelemetryOptions {
+        TelemetryOptions {
+            queue_capacity: self.telemetry_queue.max(1),
+            concurrency: self.telemetry_concurrency.max(1),
+            input_sampling: self.telemetry_input_sampling,
+            deployment: Lineage {
+                code_commit: self.code_commit.clone(),
+                image_digest: self.image_digest.clone(),
+                ..Lineage::default()
+            },
+            connect_timeout: Duration::from_secs(10),
+            on_refused: self.cosmos_on_auth_error,
+        }
     }
 
     /// The model sources the flags name: `models/` when nothing is named.

@@ -15,5 +15,6 @@ pub mod model;
 pub mod prometheus;
 pub mod shutdown;
 pub mod stream;
+pub mod telemetry;
 
 pub use error::ServeError;

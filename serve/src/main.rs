@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use serve::batch::Scheduler;
-use serve::config::Config;
+use serve::config::{Command, Config, ReportArgs};
 use serve::http::{self, AppState, HttpOptions};
 use serve::model::ModelRepository;
 use serve::shutdown::{self, Draining};
 use serve::stream::StreamScorer;
+use serve::telemetry::{report, Store, Telemetry};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,10 +22,27 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Some(Command::Report(args)) = &config.command {
+        return print_report(args).await;
+    }
 
     let metrics = serve::prometheus::install().map_err(anyhow::Error::msg)?;
     let repository = ModelRepository::load(&config.model_sources()).context("loading models")?;
     let scheduler = Scheduler::start(&repository, config.batching());
+    let store = config.telemetry.store()?;
+    let telemetry = Arc::new(
+        Telemetry::open(&store, config.telemetry_options()).context("starting telemetry")?,
+    );
+    match &store {
+        Store::Off => tracing::info!("telemetry off"),
+        Store::File(path) => tracing::info!("telemetry to {}", path.display()),
+        Store::Cosmos(cosmos) => tracing::info!(
+            "telemetry to Cosmos DB {} ({}/{})",
+            cosmos.endpoint,
+            cosmos.database,
+            cosmos.container
+        ),
+    }
     let draining = Draining::default();
     let state = AppState {
         repository: Arc::new(repository),
@@ -32,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         draining: draining.clone(),
         metrics,
         max_body_bytes: config.max_body_bytes,
+        telemetry: telemetry.clone(),
     };
     let options = HttpOptions {
         host: config.host.clone(),
@@ -47,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
                 kafka,
                 state.repository.clone(),
                 state.scheduler.clone(),
+                telemetry.clone(),
                 draining.clone(),
             )
             .context("starting Kafka scoring")?,
@@ -73,6 +93,26 @@ async fn main() -> anyhow::Result<()> {
     if let Some(stream) = stream {
         stream.join().context("Kafka scoring")?;
     }
+    telemetry.shutdown(Duration::from_secs_f64(
+        config.telemetry_flush_seconds.max(0.0),
+    ));
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `serve report`: the table on stdout, the chart where asked.
+async fn print_report(args: &ReportArgs) -> anyhow::Result<()> {
+    let store = args.telemetry.store()?;
+    let models = args
+        .models()
+        .with_context(|| format!("listing models in {}", args.repository.display()))?;
+    let documents = store.read(&models).await?;
+    let summaries = report::summarize(&documents);
+    print!("{}", report::text(&summaries));
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report::svg(&summaries))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
+    }
     Ok(())
 }

@@ -24,6 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::batch::Scheduler;
 use crate::model::ModelRepository;
 use crate::shutdown::Draining;
+use crate::telemetry::Telemetry;
 pub use error::error_body;
 // The JSON wire formats, parsed here once and reused by the Kafka transport.
 pub(crate) use body::parse_json;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub draining: Draining,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// How the HTTP server runs.

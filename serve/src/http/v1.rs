@@ -1,13 +1,13 @@
 //! The V1 shape (KServe V1 / TF-Serving style): `{"instances": [[...], ...]}`
 //! in, `{"predictions": [{"label": .., "probabilities": {label: p}}]}` out.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::{Deserialize, Serialize as DeriveSerialize};
 use serde_json::json;
 
 use super::body::parse_json;
-use super::infer::score;
+use super::infer::{score, Parsed};
 use super::numbers::NestedNumbers;
 use super::AppState;
 use crate::model::{ClassLabels, FeatureMatrix, LoadedModel, Predictions};
@@ -38,24 +38,36 @@ pub async fn model_status(
 pub async fn predict(
     state: web::Data<AppState>,
     model: web::Path<String>,
+    http: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ServeError> {
     let model = state.repository.resolve(&model, None)?;
-    let ((), scored) = score(&state, &model, payload, |body| {
-        let request = parse_json::<PredictRequest>(body)?;
-        Ok((to_domain(&model, &request.instances)?, ()))
-    })
-    .await?;
-    let predictions = &scored.predictions;
     let labels = &model.signature.labels;
-    let rows: Vec<Row> = (0..predictions.rows)
-        .map(|row| Row {
-            labels,
-            predictions,
-            row,
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(PredictResponse { predictions: rows }))
+    score(
+        &state,
+        &model,
+        &http,
+        payload,
+        |body| {
+            let request = parse_json::<PredictRequest>(body)?;
+            Ok(Parsed {
+                features: to_domain(&model, &request.instances)?,
+                id: None,
+                context: (),
+            })
+        },
+        |(), _, predictions| {
+            let rows: Vec<Row> = (0..predictions.rows)
+                .map(|row| Row {
+                    labels,
+                    predictions,
+                    row,
+                })
+                .collect();
+            HttpResponse::Ok().json(PredictResponse { predictions: rows })
+        },
+    )
+    .await
 }
 
 fn to_domain(model: &LoadedModel, instances: &NestedNumbers) -> Result<FeatureMatrix, ServeError> {

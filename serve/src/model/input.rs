@@ -118,6 +118,14 @@ impl FeatureMatrix {
         self.rows
     }
 
+    /// The values as `f64`, row-major (telemetry's input sampling).
+    pub fn values(&self) -> Vec<f64> {
+        self.tensor
+            .cast_to::<f64>()
+            .and_then(|t| Ok(t.to_plain_array_view::<f64>()?.iter().copied().collect()))
+            .expect("numeric tensors cast to f64")
+    }
+
     pub(super) fn into_tensor(self) -> Tensor {
         self.tensor
     }

@@ -41,6 +41,7 @@ use thiserror::Error;
 use crate::batch::Scheduler;
 use crate::model::ModelRepository;
 use crate::shutdown::Draining;
+use crate::telemetry::Telemetry;
 use context::{commit, Progress, StreamContext};
 use offsets::Ticket;
 
@@ -110,6 +111,7 @@ struct Pipeline {
     scheduler: Arc<Scheduler>,
     producer: FutureProducer,
     progress: Arc<Progress>,
+    telemetry: Arc<Telemetry>,
 }
 
 /// The stream scorer, running on threads of its own.
@@ -124,6 +126,7 @@ impl StreamScorer {
         options: KafkaOptions,
         repository: Arc<ModelRepository>,
         scheduler: Arc<Scheduler>,
+        telemetry: Arc<Telemetry>,
         draining: Draining,
     ) -> Result<StreamScorer, StreamError> {
         // Two threads: the consumer loop blocks one briefly on commits and
@@ -138,7 +141,7 @@ impl StreamScorer {
             .name("kafka-main".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let (pipeline, consumer) = match connect(options, repository, scheduler).await {
+                    let (pipeline, consumer) = match connect(options, repository, scheduler, telemetry).await {
                         Ok(connected) => {
                             let _ = ready_tx.send(Ok(()));
                             connected
@@ -195,6 +198,7 @@ async fn connect(
     options: KafkaOptions,
     repository: Arc<ModelRepository>,
     scheduler: Arc<Scheduler>,
+    telemetry: Arc<Telemetry>,
 ) -> Result<(Pipeline, StreamConsumer<StreamContext>), StreamError> {
     if let Some(spec) = options.create_topics {
         topics::create_missing(
@@ -254,6 +258,7 @@ async fn connect(
         scheduler,
         producer,
         progress,
+        telemetry,
     };
     Ok((pipeline, consumer))
 }

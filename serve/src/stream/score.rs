@@ -16,6 +16,7 @@ use super::message::{self, ResultTemplate, MODEL_HEADER, VERSION_HEADER};
 use super::Pipeline;
 use crate::batch::Batcher;
 use crate::model::{FeatureMatrix, LoadedModel, Predictions};
+use crate::telemetry::{Origin, Prediction, TRACEPARENT_HEADER};
 use crate::ServeError;
 
 /// A queue full of REST traffic is waited out, never dead-lettered.
@@ -25,12 +26,16 @@ const OVERLOAD_BACKOFF: Duration = Duration::from_millis(10);
 /// its predictions and the request id.
 type Scored = (Arc<LoadedModel>, Arc<ResultTemplate>, Predictions, String);
 
+/// Why a message was not scored, and the model it was for when known.
+type Failed = (Option<Arc<LoadedModel>>, ServeError);
+
 /// Scores `messages` and produces each one's result, or the message to the
 /// dead-letter topic with the reason (also when the result itself cannot be
 /// produced). Per message, fails only when neither could be produced; that
 /// message is then not done.
 pub async fn handle(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<(), String>> {
     let consumed = Instant::now();
+    let at = SystemTime::now();
     for _ in messages {
         pipeline.metrics.consumed.increment(1);
     }
@@ -47,20 +52,25 @@ pub async fn handle(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Resul
         messages
             .iter()
             .zip(outcomes)
-            .map(|(m, outcome)| deliver(pipeline, m, outcome, consumed)),
+            .map(|(m, outcome)| deliver(pipeline, m, outcome, consumed, at)),
     )
     .await
 }
 
-/// Produces `message`'s result, or its dead letter.
+/// Produces `message`'s result, or its dead letter, then hands the outcome
+/// to telemetry.
 async fn deliver(
     pipeline: &Pipeline,
     message: &OwnedMessage,
-    outcome: Result<Scored, ServeError>,
+    outcome: Result<Scored, Failed>,
     consumed: Instant,
+    at: SystemTime,
 ) -> Result<(), String> {
     let output = &pipeline.options.output_topic;
-    let error = match outcome {
+    let record = |model, id, outcome| {
+        record(pipeline, message, model, id, outcome, consumed.elapsed(), at)
+    };
+    let (model, error) = match outcome {
         Ok((model, template, predictions, id)) => {
             let value = template.render(&id, &predictions, consumed.elapsed());
             let headers = result_headers(message, &model);
@@ -71,17 +81,19 @@ async fn deliver(
                         .metrics
                         .end_to_end
                         .record(since_created(message, consumed));
+                    record(model, id, Ok(predictions));
                     return Ok(());
                 }
                 // Even after librdkafka's own retries: keep the message,
                 // with the reason.
-                Err(e) => ServeError::Inference {
-                    model: model.name.clone(),
-                    reason: format!("the result could not be produced to `{output}`: {e}"),
-                },
+                Err(e) => {
+                    let reason = format!("the result could not be produced to `{output}`: {e}");
+                    let name = model.name.clone();
+                    (Some(model), ServeError::Inference { model: name, reason })
+                }
             }
         }
-        Err(error) => error,
+        Err(failed) => failed,
     };
     let dlq = &pipeline.options.dlq_topic;
     let value = message.payload().unwrap_or_default();
@@ -100,28 +112,63 @@ async fn deliver(
         offset = message.offset(),
         "dead-lettered: {error}"
     );
+    if let Some(model) = model {
+        record(model, message_id(message, None), Err(error));
+    }
     Ok(())
 }
 
-/// What one message asks: its model, features and request id.
-fn request(
+/// Hands a message's outcome to telemetry (with its features when input
+/// sampling chooses it: parsed again, which only sampled messages pay for).
+fn record(
     pipeline: &Pipeline,
     message: &OwnedMessage,
-) -> Result<(Arc<LoadedModel>, FeatureMatrix, String), ServeError> {
-    let header = |name: &str| {
-        message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == name))
-            .and_then(|h| h.value)
-    };
-    let model = message::resolve_model(
-        &pipeline.repository,
-        pipeline.options.default_model.as_deref(),
-        header(MODEL_HEADER),
-        header(VERSION_HEADER),
-    )?;
-    let request = message::parse_value(&model, message.payload().unwrap_or_default())?;
-    let id = match (message.key(), request.body_id) {
+    model: Arc<LoadedModel>,
+    request_id: String,
+    outcome: Result<Predictions, ServeError>,
+    latency: Duration,
+    at: SystemTime,
+) {
+    let telemetry = &pipeline.telemetry;
+    if !telemetry.enabled() {
+        return;
+    }
+    let payload = message.payload().unwrap_or_default();
+    let inputs = telemetry
+        .sample_inputs()
+        .then(|| message::parse_value(&model, payload).ok())
+        .flatten()
+        .map(|request| request.features.values());
+    let traceparent = header(message, TRACEPARENT_HEADER)
+        .map(|value| String::from_utf8_lossy(value).into_owned());
+    telemetry.record(Prediction {
+        origin: Origin::Kafka {
+            request_id,
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        model,
+        traceparent,
+        at,
+        latency,
+        outcome,
+        inputs,
+    });
+}
+
+/// The value of `message`'s header `name`.
+fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    message
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == name))
+        .and_then(|h| h.value)
+}
+
+/// What names a message's result: its key, else the V2 body's `id`, else
+/// its position.
+fn message_id(message: &OwnedMessage, body_id: Option<String>) -> String {
+    match (message.key(), body_id) {
         (Some(key), _) => String::from_utf8_lossy(key).into_owned(),
         (None, Some(id)) => id,
         (None, None) => format!(
@@ -130,7 +177,24 @@ fn request(
             message.partition(),
             message.offset()
         ),
-    };
+    }
+}
+
+/// What one message asks: its model, features and request id.
+fn request(
+    pipeline: &Pipeline,
+    message: &OwnedMessage,
+) -> Result<(Arc<LoadedModel>, FeatureMatrix, String), Failed> {
+    let model = message::resolve_model(
+        &pipeline.repository,
+        pipeline.options.default_model.as_deref(),
+        header(message, MODEL_HEADER),
+        header(message, VERSION_HEADER),
+    )
+    .map_err(|e| (None, e))?;
+    let request = message::parse_value(&model, message.payload().unwrap_or_default())
+        .map_err(|e| (Some(model.clone()), e))?;
+    let id = message_id(message, request.body_id);
     Ok((model, request.features, id))
 }
 
@@ -138,9 +202,9 @@ fn request(
 type Member = (usize, FeatureMatrix, String);
 
 /// Scores every message, one model run per model for the whole batch.
-async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Scored, ServeError>> {
+async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Scored, Failed>> {
     let started = Instant::now();
-    let mut outcomes: Vec<Option<Result<Scored, ServeError>>> = vec![None; messages.len()];
+    let mut outcomes: Vec<Option<Result<Scored, Failed>>> = vec![None; messages.len()];
     // Per model: the messages' indices, features and ids.
     let mut groups: Vec<(Arc<LoadedModel>, Vec<Member>)> = Vec::new();
     for (index, message) in messages.iter().enumerate() {
@@ -184,7 +248,7 @@ async fn score(pipeline: &Pipeline, messages: &[OwnedMessage]) -> Vec<Result<Sco
             }
             Err(error) => {
                 for index in indices {
-                    outcomes[index] = Some(Err(error.clone()));
+                    outcomes[index] = Some(Err((Some(model.clone()), error.clone())));
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test target uses a different part of this module
 
+pub mod cosmos;
 pub mod kafka;
 
 use std::io::{BufRead, BufReader};
@@ -37,12 +38,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `serve --port 0 ARGS...` and waits until it listens.
+    /// Starts `serve --port 0 ARGS...` in the repository and waits until it
+    /// listens. Telemetry is off unless ARGS turn it on (tests of other
+    /// concerns write no files into the repository).
     pub fn start(args: &[&str]) -> Server {
+        Server::start_in(&repo_root(), args, &[("MODELOPS_TELEMETRY", "off")])
+    }
+
+    /// Starts `serve --port 0 ARGS...` in `dir` with `envs` added to the
+    /// environment, and waits until it listens.
+    pub fn start_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
-            .current_dir(repo_root())
+            .envs(envs.iter().copied())
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::infer::score;
+use super::infer::{score, Parsed};
 use super::AppState;
 use crate::model::{LoadedModel, ModelEntry, VersionState};
 use crate::ServeError;
@@ -140,15 +140,20 @@ pub async fn infer(
                 })?,
         ),
     };
-    let ((id, outputs), scored) = score(&state, &model, payload, |body| {
-        let parsed = request::parse(body, json_length, &model)?;
-        Ok((parsed.features, (parsed.id, parsed.outputs)))
-    })
-    .await?;
-    Ok(response::render(
+    score(
+        &state,
         &model,
-        &scored.predictions,
-        &outputs,
-        id.as_deref(),
-    ))
+        &http,
+        payload,
+        |body| {
+            let parsed = request::parse(body, json_length, &model)?;
+            Ok(Parsed {
+                features: parsed.features,
+                id: parsed.id,
+                context: parsed.outputs,
+            })
+        },
+        |outputs, id, predictions| response::render(&model, predictions, &outputs, id),
+    )
+    .await
 }

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# REST throughput with telemetry off, to the JSON-lines file, and to Cosmos DB
+# (scripts/cosmos-server), side by side in one run: rounds of off / file /
+# cosmos, each a fresh `serve --workers 1` pinned to one core, wrk and the
+# Cosmos DB server pinned to the other. The headline is each mode's median
+# requests/s over off's. See bench/README.md.
+#
+# Usage: flock /tmp/modelops-bench.lock bench/telemetry/run.sh
+# Environment (all optional):
+#   TELEMETRY_ROUNDS       rounds of the three modes (default 3)
+#   TELEMETRY_DURATION     seconds measured per run (default 10)
+#   TELEMETRY_WARMUP       seconds of load before measuring (default 2)
+#   TELEMETRY_CONNECTIONS  wrk connections (default 32)
+#   TELEMETRY_ROWS         rows per request: 1 or 64 (default 1)
+#   TELEMETRY_SERVER_CPU / TELEMETRY_CLIENT_CPU  cores (default 0 / 1)
+#   CARGO_TARGET_DIR       (default /var/cache/modelops/target)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+cd "$REPO"
+
+ROUNDS=${TELEMETRY_ROUNDS:-3}
+DURATION=${TELEMETRY_DURATION:-10}
+WARMUP=${TELEMETRY_WARMUP:-2}
+CONNECTIONS=${TELEMETRY_CONNECTIONS:-32}
+ROWS=${TELEMETRY_ROWS:-1}
+SERVER_CPU=${TELEMETRY_SERVER_CPU:-0}
+CLIENT_CPU=${TELEMETRY_CLIENT_CPU:-1}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/modelops/target}
+TOOL="python3 $REPO/bench/load/loadtool.py"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+command -v wrk >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+}
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+cleanup() {
+  stop_server
+  scripts/cosmos-server/run stop "$WORK/cosmos" || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# release-fast: release code without fat LTO (minutes instead of tens of
+# minutes on two cores); the same binary serves every mode.
+log "building serve (profile release-fast)"
+cargo build --profile release-fast --quiet -p serve --bin serve
+cp "$CARGO_TARGET_DIR/release-fast/serve" "$WORK/serve"
+$TOOL bodies models/iris/test.csv "$WORK/bodies"
+
+taskset -c "$CLIENT_CPU" scripts/cosmos-server/run start "$WORK/cosmos" >/dev/null
+endpoint=$(cat "$WORK/cosmos/endpoint")
+log "Cosmos DB server $endpoint on core $CLIENT_CPU"
+
+# measure MODE: one fresh server, warm-up, one measured wrk run; prints
+# "MODE REQUESTS_PER_S WRITTEN DROPPED".
+measure() {
+  local mode=$1 port args=()
+  port=$($TOOL ports 1)
+  case $mode in
+    off) args=(--telemetry off) ;;
+    file) args=(--telemetry file --telemetry-file "$WORK/predictions-$RANDOM.jsonl") ;;
+    cosmos) args=(--telemetry cosmos --cosmos-endpoint "$endpoint"
+                  --cosmos-container "bench-$RANDOM") ;;
+  esac
+  COSMOS_KEY=C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw== \
+  COSMOS_DISABLE_IMDS=1 AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED=false \
+  AZURE_COSMOS_BINARY_ENCODING_ENABLED=false SSL_CERT_FILE="$WORK/cosmos/ca.pem" \
+    setsid taskset -c "$SERVER_CPU" "$WORK/serve" --models models --port "$port" --workers 1 \
+    --drain-seconds 0 --telemetry-flush-seconds 0 --log warn "${args[@]}" \
+    >"$WORK/serve-$mode.log" 2>&1 </dev/null &
+  SERVER_PID=$!
+  $TOOL ready "http://127.0.0.1:$port/v2/health/ready" "$SERVER_PID" 60 >/dev/null
+  local url="http://127.0.0.1:$port/v2/models/iris/infer"
+  LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
+    wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s bench/load/post.lua "$url" >/dev/null
+  local out requests duration_us errors
+  out=$(LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
+    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/load/post.lua "$url" | grep '^WRKJSON')
+  read -r requests duration_us errors < <(echo "${out#WRKJSON }" | python3 -c \
+    'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["duration_us"], r["errors_status"]+r["errors_connect"]+r["errors_read"]+r["errors_timeout"])')
+  [ "$errors" = 0 ] || { log "$mode: $errors wrk errors"; return 1; }
+  local metrics written dropped
+  metrics=$(curl -s "http://127.0.0.1:$port/metrics")
+  written=$(echo "$metrics" | awk '/^modelops_telemetry_written_total/ {s+=$2} END {print s+0}')
+  dropped=$(echo "$metrics" | awk '/^modelops_telemetry_dropped_total/ {s+=$2} END {print s+0}')
+  stop_server
+  echo "$mode $(python3 -c "print(round($requests / ($duration_us / 1e6)))") $written $dropped"
+}
+
+results="$WORK/results.txt"
+for round in $(seq "$ROUNDS"); do
+  for mode in off file cosmos; do
+    line=$(measure "$mode")
+    log "round $round: $line (requests/s, documents written, dropped)"
+    echo "$line" >>"$results"
+  done
+done
+
+python3 - "$results" "$ROWS" "$CONNECTIONS" "$DURATION" <<'EOF'
+import statistics, sys
+path, rows, connections, duration = sys.argv[1:]
+runs = {}
+for line in open(path):
+    mode, rps, written, dropped = line.split()
+    runs.setdefault(mode, []).append((int(rps), float(written), float(dropped)))
+off = statistics.median(r[0] for r in runs["off"])
+print(f"{rows}-row V2 requests, {connections} connections, {duration} s per run, "
+      f"{len(runs['off'])} rounds; median requests/s, ratio to off:")
+for mode in ("off", "file", "cosmos"):
+    rps = statistics.median(r[0] for r in runs[mode])
+    written = statistics.median(r[1] for r in runs[mode])
+    dropped = statistics.median(r[2] for r in runs[mode])
+    print(f"  {mode:<7} {rps:>8.0f} req/s  ratio {rps / off:.3f}  "
+          f"(documents written {written:.0f}, dropped {dropped:.0f}; all runs: "
+          f"{', '.join(str(r[0]) for r in runs[mode])})")
+EOF

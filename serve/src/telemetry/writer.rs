@@ -1,0 +1,656 @@
+//! The bounded queue between scoring and the sink, and the writer thread
+//! that drains it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::metrics::{DropReason, TelemetryMetrics};
+use super::{Document, Lineage, Prediction, Sink, SinkError, TelemetryError};
+
+/// First wait before retrying a write the sink said may succeed later.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Dropped documents are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Buffered sinks are flushed (and the pending gauge set) this often.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// What to do when the store refuses the connection for good at startup
+/// (a wrong key, no access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnRefused {
+    /// Do not start.
+    Fail,
+    /// Log a warning and serve anyway; documents are dropped and counted.
+    Warn,
+}
+
+/// How the writer works.
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    /// Documents waiting at most; beyond, new ones are dropped and counted.
+    pub queue_capacity: usize,
+    /// Writes in flight at most.
+    pub concurrency: usize,
+    /// Fraction of requests whose inputs are recorded (0: none).
+    pub input_sampling: f64,
+    /// What every document's lineage carries besides `model.toml`'s.
+    pub deployment: Lineage,
+    /// How long startup waits for the store to answer.
+    pub connect_timeout: Duration,
+    pub on_refused: OnRefused,
+}
+
+/// What the writer thread is sent.
+enum Message {
+    Record(Prediction),
+    /// Write what is queued, until this deadline, then stop.
+    Finish(Instant),
+}
+
+/// What the recording side and the writer share.
+struct Shared {
+    /// Documents queued and not yet written or given up.
+    queued: AtomicUsize,
+    capacity: usize,
+    closed: AtomicBool,
+    metrics: TelemetryMetrics,
+    /// Requests seen by input sampling.
+    sampled: AtomicU64,
+    input_sampling: f64,
+    drops_since_warning: AtomicU64,
+    /// Milliseconds after `started` of the last drop warning.
+    last_warning: AtomicU64,
+    started: Instant,
+}
+
+const NEVER: u64 = u64::MAX;
+
+impl Shared {
+    fn new(capacity: usize, input_sampling: f64) -> Shared {
+        Shared {
+            queued: AtomicUsize::new(0),
+            capacity,
+            closed: AtomicBool::new(false),
+            metrics: TelemetryMetrics::new(),
+            sampled: AtomicU64::new(0),
+            input_sampling: input_sampling.clamp(0.0, 1.0),
+            drops_since_warning: AtomicU64::new(0),
+            last_warning: AtomicU64::new(NEVER),
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts dropped documents; warns at most every [`WARN_EVERY`].
+    fn count_drops(&self, documents: usize, reason: DropReason) {
+        if documents == 0 {
+            return;
+        }
+        self.metrics.dropped(reason).increment(documents as u64);
+        self.drops_since_warning
+            .fetch_add(documents as u64, Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let due = last == NEVER || now >= last + WARN_EVERY.as_millis() as u64;
+        if due
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let dropped = self.drops_since_warning.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                dropped,
+                reason = reason.name(),
+                "telemetry documents dropped (counted in modelops_telemetry_dropped_total); \
+                 scoring is unaffected"
+            );
+        }
+    }
+
+    fn written(&self, documents: usize) {
+        self.queued.fetch_sub(documents, Ordering::SeqCst);
+    }
+}
+
+/// The handle the transports record predictions through. Recording is a
+/// capacity check and a channel send: it never waits.
+pub struct Telemetry {
+    sender: Option<mpsc::UnboundedSender<Message>>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Telemetry {
+    /// Telemetry switched off: recording does nothing.
+    pub fn off() -> Telemetry {
+        Telemetry {
+            sender: None,
+            shared: Arc::new(Shared::new(0, 0.0)),
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Starts the writer thread, connects `sink` and waits (up to the
+    /// connect timeout) for its answer: a store that refuses the connection
+    /// for good fails the start unless `on_refused` says warn; one that does
+    /// not answer is retried in the background.
+    pub fn start(sink: Arc<dyn Sink>, options: TelemetryOptions) -> Result<Telemetry, TelemetryError> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(
+            options.queue_capacity.max(1),
+            options.input_sampling,
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(TelemetryError::Runtime)?;
+        let (connected_tx, connected_rx) = std_mpsc::channel();
+        let (connect_timeout, on_refused) = (options.connect_timeout, options.on_refused);
+        let writer = Writer {
+            sink,
+            options,
+            shared: shared.clone(),
+            process: process_id(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("telemetry".into())
+            .spawn(move || runtime.block_on(writer.run(receiver, connected_tx)))
+            .map_err(TelemetryError::Runtime)?;
+        let telemetry = Telemetry {
+            sender: Some(sender),
+            shared,
+            writer: Mutex::new(Some(thread)),
+        };
+        match connected_rx.recv_timeout(connect_timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(SinkError::Permanent(reason))) if on_refused == OnRefused::Fail => {
+                telemetry.shutdown(Duration::ZERO);
+                return Err(TelemetryError::Refused(reason));
+            }
+            Ok(Err(SinkError::Permanent(reason))) => tracing::warn!(
+                "the telemetry store refused the connection: {reason}; serving anyway, \
+                 telemetry documents are dropped and counted"
+            ),
+            Ok(Err(SinkError::Retryable { reason, .. })) => tracing::warn!(
+                "the telemetry store is not reachable yet: {reason}; documents are queued \
+                 and retried"
+            ),
+            Err(_) => tracing::warn!(
+                "the telemetry store did not answer within {connect_timeout:?}; documents \
+                 are queued and retried"
+            ),
+        }
+        Ok(telemetry)
+    }
+
+    /// Whether predictions are recorded at all (so that callers can skip
+    /// building them).
+    pub fn enabled(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// Whether this request's inputs go into its documents: every
+    /// 1/rate-th request, counted, so that the rate holds exactly.
+    pub fn sample_inputs(&self) -> bool {
+        let rate = self.shared.input_sampling;
+        if rate <= 0.0 {
+            return false;
+        }
+        let n = self.shared.sampled.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * rate).floor() > (n * rate).floor()
+    }
+
+    /// Queues `prediction`'s documents, or drops and counts them when the
+    /// queue is full (or telemetry is shutting down).
+    pub fn record(&self, prediction: Prediction) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        let shared = &self.shared;
+        let count = prediction.document_count();
+        let before = shared.queued.fetch_add(count, Ordering::SeqCst);
+        let refused = before + count > shared.capacity
+            || shared.closed.load(Ordering::SeqCst)
+            || sender.send(Message::Record(prediction)).is_err();
+        if refused {
+            shared.queued.fetch_sub(count, Ordering::SeqCst);
+            shared.count_drops(count, DropReason::QueueFull);
+        } else {
+            shared.metrics.queued.increment(count as u64);
+        }
+    }
+
+    /// Stops accepting documents and gives the queue until `deadline` to be
+    /// written; what is left then is dropped and counted.
+    pub fn shutdown(&self, deadline: Duration) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pending = self.pending();
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                "flushing telemetry (up to {:.1} s)",
+                deadline.as_secs_f64()
+            );
+        }
+        let _ = sender.send(Message::Finish(Instant::now() + deadline));
+        if let Some(thread) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Documents queued and not yet written or given up.
+    pub fn pending(&self) -> usize {
+        self.shared.queued.load(Ordering::SeqCst)
+    }
+}
+
+/// Unique across restarts and replicas: the process start time and id.
+fn process_id() -> String {
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{started:x}-{:x}", std::process::id())
+}
+
+/// The writer thread's state.
+struct Writer {
+    sink: Arc<dyn Sink>,
+    options: TelemetryOptions,
+    shared: Arc<Shared>,
+    process: String,
+}
+
+/// The shutdown deadline, once there is one; write tasks stop retrying
+/// past it.
+type Deadline = Arc<Mutex<Option<Instant>>>;
+
+impl Writer {
+    async fn run(
+        self,
+        mut receiver: mpsc::UnboundedReceiver<Message>,
+        connected: std_mpsc::Sender<Result<(), SinkError>>,
+    ) {
+        let _ = connected.send(self.sink.connect().await);
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let deadline: Deadline = Arc::default();
+        let mut writes = JoinSet::new();
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        let mut sequence = 0u64;
+        let mut spawn = |prediction: Prediction, writes: &mut JoinSet<()>| {
+            sequence += 1;
+            let documents =
+                prediction.documents(&self.process, sequence, &self.options.deployment);
+            for document in documents {
+                let write = write_one(
+                    self.sink.clone(),
+                    document,
+                    permits.clone(),
+                    deadline.clone(),
+                    self.shared.clone(),
+                );
+                writes.spawn(write);
+            }
+        };
+        let finish_by = loop {
+            let message = tokio::select! {
+                message = receiver.recv() => message,
+                _ = flush.tick() => {
+                    self.flush();
+                    continue;
+                }
+                // Reap finished writes so the set does not grow.
+                Some(_) = writes.join_next(), if !writes.is_empty() => continue,
+            };
+            match message {
+                Some(Message::Record(prediction)) => spawn(prediction, &mut writes),
+                Some(Message::Finish(by)) => break by,
+                None => break Instant::now(),
+            }
+        };
+        // What was sent before recording closed is queued too.
+        receiver.close();
+        while let Ok(message) = receiver.try_recv() {
+            if let Message::Record(prediction) = message {
+                spawn(prediction, &mut writes);
+            }
+        }
+        *deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(finish_by);
+        let _ = tokio::time::timeout_at(finish_by.into(), async {
+            while writes.join_next().await.is_some() {}
+        })
+        .await;
+        writes.abort_all();
+        while writes.join_next().await.is_some() {}
+        // Whatever is still counted as queued was not written in time.
+        let left = self.shared.queued.swap(0, Ordering::SeqCst);
+        self.shared.count_drops(left, DropReason::Shutdown);
+        self.flush();
+    }
+
+    fn flush(&self) {
+        self.shared
+            .metrics
+            .pending
+            .set(self.shared.queued.load(Ordering::Relaxed) as f64);
+        if let Err(e) = self.sink.flush() {
+            tracing::warn!("flushing telemetry: {e}");
+        }
+    }
+}
+
+/// Writes one document, retrying what may succeed later (after the delay
+/// the sink asks for, else with exponential backoff) until it is written,
+/// refused for good, or the shutdown deadline passes.
+async fn write_one(
+    sink: Arc<dyn Sink>,
+    document: Document,
+    permits: Arc<Semaphore>,
+    deadline: Deadline,
+    shared: Arc<Shared>,
+) {
+    let Ok(_permit) = permits.acquire().await else {
+        return;
+    };
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let outcome = loop {
+        match sink.write(&document).await {
+            Ok(()) => break Ok(()),
+            Err(SinkError::Permanent(reason)) => break Err((DropReason::Refused, reason)),
+            Err(SinkError::Retryable { reason, after }) => {
+                let wait = after.unwrap_or(backoff);
+                let late = deadline
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some_and(|by| Instant::now() + wait > by);
+                if late {
+                    break Err((DropReason::Shutdown, reason));
+                }
+                shared.metrics.retried.increment(1);
+                tracing::debug!(id = document.id, "telemetry write retried: {reason}");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    shared.written(1);
+    match outcome {
+        Ok(()) => {
+            shared.metrics.written.increment(1);
+            shared.metrics.write_duration.record(started.elapsed());
+        }
+        Err((reason, message)) => {
+            tracing::debug!(id = document.id, "telemetry document dropped: {message}");
+            shared.count_drops(1, reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::path::Path;
+
+    use super::*;
+    use crate::model::{LoadedModel, Manifest};
+    use crate::telemetry::sink::SinkFuture;
+    use crate::telemetry::Origin;
+    use crate::ServeError;
+
+    /// Keeps documents in memory; fails the first `fail_first` attempts of
+    /// each document with a retryable error (a throttling store), and can be
+    /// made to fail every write (a store that is down).
+    #[derive(Default)]
+    struct MemorySink {
+        written: Mutex<HashMap<String, Document>>,
+        attempts: Mutex<HashMap<String, usize>>,
+        fail_first: usize,
+        down: AtomicBool,
+        refuse_connection: bool,
+    }
+
+    impl Sink for MemorySink {
+        fn connect(&self) -> SinkFuture<'_> {
+            let refuse = self.refuse_connection;
+            Box::pin(async move {
+                match refuse {
+                    true => Err(SinkError::Permanent("401: wrong key".into())),
+                    false => Ok(()),
+                }
+            })
+        }
+
+        fn write<'a>(&'a self, document: &'a Document) -> SinkFuture<'a> {
+            Box::pin(async move {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(SinkError::Retryable {
+                        reason: "down".into(),
+                        after: Some(Duration::from_millis(20)),
+                    });
+                }
+                let mut attempts = self.attempts.lock().unwrap();
+                let n = attempts.entry(document.id.clone()).or_insert(0);
+                *n += 1;
+                if *n <= self.fail_first {
+                    return Err(SinkError::Retryable {
+                        reason: "429".into(),
+                        after: Some(Duration::from_millis(1)),
+                    });
+                }
+                self.written
+                    .lock()
+                    .unwrap()
+                    .insert(document.id.clone(), document.clone());
+                Ok(())
+            })
+        }
+    }
+
+    fn iris() -> Arc<LoadedModel> {
+        static IRIS: std::sync::OnceLock<Arc<LoadedModel>> = std::sync::OnceLock::new();
+        IRIS.get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/iris");
+            let manifest = Manifest::read_optional(&dir.join("model.toml")).unwrap();
+            Arc::new(
+                LoadedModel::load("iris", 1, &dir.join("1/model.onnx"), Arc::new(manifest))
+                    .unwrap(),
+            )
+        })
+        .clone()
+    }
+
+    fn failure(n: usize) -> Prediction {
+        Prediction {
+            origin: Origin::Rest {
+                request_id: Some(format!("r{n}")),
+            },
+            model: iris(),
+            traceparent: None,
+            at: SystemTime::now(),
+            latency: Duration::from_micros(10),
+            outcome: Err(ServeError::invalid("no rows")),
+            inputs: None,
+        }
+    }
+
+    fn options(queue_capacity: usize) -> TelemetryOptions {
+        TelemetryOptions {
+            queue_capacity,
+            concurrency: 4,
+            input_sampling: 0.0,
+            deployment: Lineage::default(),
+            connect_timeout: Duration::from_secs(5),
+            on_refused: OnRefused::Fail,
+        }
+    }
+
+    #[test]
+    fn retried_documents_all_arrive_once() {
+        let sink = Arc::new(MemorySink {
+            fail_first: 1,
+            ..MemorySink::default()
+        });
+        let telemetry = Telemetry::start(sink.clone(), options(1000)).unwrap();
+        for n in 0..200 {
+            telemetry.record(failure(n));
+        }
+        telemetry.shutdown(Duration::from_secs(10));
+        let written = sink.written.lock().unwrap();
+        assert_eq!(written.len(), 200);
+        assert!(sink.attempts.lock().unwrap().values().all(|&n| n == 2));
+        assert_eq!(telemetry.pending(), 0);
+        let request_ids: HashSet<_> = written.values().map(|d| d.request_id.clone()).collect();
+        assert_eq!(request_ids.len(), 200);
+    }
+
+    #[test]
+    fn a_full_queue_drops_exactly_the_overflow_and_shutdown_gives_up_at_its_deadline() {
+        let sink = Arc::new(MemorySink::default());
+        sink.down.store(true, Ordering::SeqCst);
+        let telemetry = Telemetry::start(sink.clone(), options(50)).unwrap();
+        let started = Instant::now();
+        for n in 0..80 {
+            telemetry.record(failure(n));
+        }
+        // Recording never waited for the store that is down.
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(telemetry.pending(), 50, "30 of 80 dropped");
+        telemetry.shutdown(Duration::from_millis(200));
+        assert!(sink.written.lock().unwrap().is_empty());
+        assert_eq!(telemetry.pending(), 0, "the rest counted at shutdown");
+        // Recording after shutdown is refused, not queued.
+        telemetry.record(failure(99));
+        assert_eq!(telemetry.pending(), 0);
+    }
+
+    #[test]
+    fn a_store_that_comes_back_gets_everything_queued_meanwhile() {
+        let sink = Arc::new(MemorySink::default());
+        sink.down.store(true, Ordering::SeqCst);
+        let telemetry = Telemetry::start(sink.clone(), options(1000)).unwrap();
+        for n in 0..100 {
+            telemetry.record(failure(n));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        sink.down.store(false, Ordering::SeqCst);
+        telemetry.shutdown(Duration::from_secs(10));
+        assert_eq!(sink.written.lock().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_refused_connection_fails_the_start_or_only_warns() {
+        let refusing = || {
+            Arc::new(MemorySink {
+                refuse_connection: true,
+                ..MemorySink::default()
+            })
+        };
+        match Telemetry::start(refusing(), options(10)) {
+            Err(TelemetryError::Refused(reason)) => assert!(reason.contains("401"), "{reason}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("started with a refused connection"),
+        }
+        let warn = TelemetryOptions {
+            on_refused: OnRefused::Warn,
+            ..options(10)
+        };
+        let telemetry = Telemetry::start(refusing(), warn).unwrap();
+        telemetry.record(failure(0));
+        telemetry.shutdown(Duration::from_secs(5));
+        assert_eq!(telemetry.pending(), 0);
+    }
+
+    #[test]
+    fn off_records_nothing() {
+        let telemetry = Telemetry::off();
+        assert!(!telemetry.enabled());
+        telemetry.record(failure(0));
+        assert_eq!(telemetry.pending(), 0);
+        telemetry.shutdown(Duration::ZERO);
+    }
+
+    #[test]
+    fn input_sampling_keeps_its_rate_exactly() {
+        let sink = Arc::new(MemorySink::default());
+        let sampling = |rate| {
+            let telemetry = Telemetry::start(
+                sink.clone(),
+                TelemetryOptions {
+                    input_sampling: rate,
+                    ..options(10)
+                },
+            )
+            .unwrap();
+            let chosen = (0..1000).filter(|_| telemetry.sample_inputs()).count();
+            telemetry.shutdown(Duration::ZERO);
+            chosen
+        };
+        assert_eq!(sampling(0.0), 0);
+        assert_eq!(sampling(0.1), 100);
+        assert_eq!(sampling(0.25), 250);
+        assert_eq!(sampling(1.0), 1000);
+    }
+
+    #[test]
+    fn predictions_make_one_document_per_row_with_lineage_and_inputs() {
+        let model = iris();
+        let predictions = crate::model::Predictions {
+            rows: 2,
+            classes: 3,
+            probabilities: vec![0.7, 0.2, 0.1, 0.1, 0.1, 0.8],
+            label_indices: vec![0, 2],
+            compute: Duration::ZERO,
+        };
+        let prediction = Prediction {
+            origin: Origin::Kafka {
+                request_id: "key-1".into(),
+                topic: "in".into(),
+                partition: 3,
+                offset: 42,
+            },
+            traceparent: Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01".into()),
+            outcome: Ok(predictions),
+            inputs: Some(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
+            ..failure(0)
+        };
+        let deployment = Lineage {
+            code_commit: Some("abc123".into()),
+            ..Lineage::default()
+        };
+        assert_eq!(prediction.document_count(), 2);
+        let documents = prediction.documents("p", 7, &deployment);
+        assert_eq!(documents.len(), 2);
+        let second = &documents[1];
+        assert_eq!(second.id, "in-3-42-1");
+        assert_eq!(second.request_id.as_deref(), Some("key-1"));
+        assert_eq!(second.label, Some(serde_json::json!("virginica")));
+        assert_eq!(second.probabilities.as_ref().unwrap()["virginica"], 0.8);
+        assert_eq!(second.inputs, Some(vec![5.0, 6.0, 7.0, 8.0]));
+        assert_eq!(second.version, "1");
+        assert_eq!(second.model_sha256, model.sha256);
+        assert_eq!(
+            second.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(second.lineage.code_commit.as_deref(), Some("abc123"));
+        assert_eq!(
+            second.lineage.manifest["training_script"],
+            "models/train/train.py"
+        );
+        let failed = failure(5).documents("p", 7, &deployment);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].id, "p-7-error");
+        assert_eq!(failed[0].outcome, "invalid_input");
+    }
+}
