@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::cosmos::{sdk_env, Cosmos, KEY};
 use support::kafka::{brokers, create_topic, produce, unique, Outgoing};
-use support::{metric, repo_root, v2_request, Reference, Server};
+use support::{repo_root, v2_request, Reference, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -35,13 +35,25 @@ fn key_env(key: &str) -> Vec<(&'static str, String)> {
     env
 }
 
-/// A telemetry counter of `server` (0 before its first increment).
+/// The sum of `server`'s metric samples whose line starts with
+/// `line_start` (every `reason` of a counter without labels given).
 fn telemetry_metric(server: &Server, line_start: &str) -> f64 {
     let (_, text) = server.get_text("/metrics");
     text.lines()
-        .any(|l| l.starts_with(line_start))
-        .then(|| metric(&text, line_start))
-        .unwrap_or(0.0)
+        .filter(|l| l.starts_with(line_start))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Prints the scenario's row of the fault table (documents expected,
+/// arrived, dropped and retried), for the record in CI's output.
+fn fault_row(server: &Server, scenario: &str, expected: usize, arrived: usize) {
+    let dropped = telemetry_metric(server, "modelops_telemetry_dropped_total");
+    let retried = telemetry_metric(server, "modelops_telemetry_retried_total");
+    eprintln!(
+        "fault table | {scenario} | expected {expected} | arrived {arrived} | dropped {dropped} \
+         | retried {retried}"
+    );
 }
 
 /// Waits until `server` has written `documents` telemetry documents.
@@ -130,7 +142,10 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
 
     let documents = cosmos.documents(&container, "iris");
     assert_eq!(documents.len(), 1000, "documents in Cosmos DB");
-    let ids: HashSet<&str> = documents.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let ids: HashSet<&str> = documents
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 1000, "unique ids");
 
     let onnx = std::fs::read(repo_root().join("models/iris/1/model.onnx")).unwrap();
@@ -187,7 +202,11 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
     assert_eq!(by_source["rest"], 500);
     assert_eq!(by_source["kafka"], 500);
     assert_eq!(with_inputs, 500, "input sampling 0.5 of 1000");
-    assert_eq!(telemetry_metric(&server, "modelops_telemetry_dropped_total"), 0.0);
+    fault_row(&server, "REST + Kafka, no fault", 1000, documents.len());
+    assert_eq!(
+        telemetry_metric(&server, "modelops_telemetry_dropped_total"),
+        0.0
+    );
 
     // The report reads the same documents back, one partition per model.
     let report = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
@@ -198,7 +217,11 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&report.stdout);
-    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
     let line = table.lines().find(|l| l.starts_with("iris ")).unwrap();
     let columns: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(columns[..4], ["iris", "1", "1000", "0.00%"], "{table}");
@@ -214,13 +237,21 @@ fn cosmos_down_at_startup_gets_every_document_once_it_is_up() {
     // Scoring works while the store is down.
     post_rows(&server, &iris, 0..200);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(telemetry_metric(&server, "modelops_telemetry_written_total"), 0.0);
+    assert_eq!(
+        telemetry_metric(&server, "modelops_telemetry_written_total"),
+        0.0
+    );
     assert!(telemetry_metric(&server, "modelops_telemetry_retried_total") > 0.0);
 
     cosmos.restart();
     wait_written(&server, 200);
-    assert_eq!(cosmos.documents("predictions", "iris").len(), 200);
-    assert_eq!(telemetry_metric(&server, "modelops_telemetry_dropped_total"), 0.0);
+    let arrived = cosmos.documents("predictions", "iris").len();
+    assert_eq!(arrived, 200);
+    fault_row(&server, "down at startup", 200, arrived);
+    assert_eq!(
+        telemetry_metric(&server, "modelops_telemetry_dropped_total"),
+        0.0
+    );
 }
 
 #[test]
@@ -243,8 +274,10 @@ fn cosmos_killed_mid_run_loses_nothing_within_the_queue_and_counts_the_rest() {
     post_rows(&server, &iris, 100..300);
     cosmos.restart();
     wait_written(&server, 300);
-    assert_eq!(cosmos.documents("predictions", "iris").len(), 200);
+    let arrived = cosmos.documents("predictions", "iris").len();
+    assert_eq!(arrived, 200);
     assert_eq!(dropped(&server), 0);
+    fault_row(&server, "killed, 200 within a queue of 300", 200, arrived);
 
     // Killed again: 500 requests, 300 queued, 200 dropped and counted.
     cosmos.stop();
@@ -254,6 +287,12 @@ fn cosmos_killed_mid_run_loses_nothing_within_the_queue_and_counts_the_rest() {
     let arrived = cosmos.documents("predictions", "iris").len();
     assert_eq!(arrived, 300);
     assert_eq!(dropped(&server), 500 - arrived, "dropped = missing");
+    fault_row(
+        &server,
+        "killed again, 500 beyond a queue of 300",
+        500,
+        arrived,
+    );
     assert!(
         server.log().contains("telemetry documents dropped"),
         "{}",
@@ -269,15 +308,23 @@ fn throttled_every_second_write_all_documents_arrive() {
     let iris = Reference::bundled("iris");
     post_rows(&server, &iris, 0..300);
     wait_written(&server, 300);
-    assert_eq!(cosmos.documents("predictions", "iris").len(), 300);
+    let arrived = cosmos.documents("predictions", "iris").len();
+    assert_eq!(arrived, 300);
+    fault_row(&server, "429 on every 2nd write", 300, arrived);
     let counters = &cosmos.faults("")["counters"];
     let throttled = counters["throttled"].as_u64().unwrap();
     assert!(throttled >= 150, "{counters}");
-    assert_eq!(counters["document_writes"].as_u64().unwrap(), 300 + throttled);
+    assert_eq!(
+        counters["document_writes"].as_u64().unwrap(),
+        300 + throttled
+    );
     // Each 429 was retried once, by the writer (honouring retry-after).
     let retried = telemetry_metric(&server, "modelops_telemetry_retried_total");
     assert_eq!(retried as u64, throttled);
-    assert_eq!(telemetry_metric(&server, "modelops_telemetry_dropped_total"), 0.0);
+    assert_eq!(
+        telemetry_metric(&server, "modelops_telemetry_dropped_total"),
+        0.0
+    );
 }
 
 #[test]
@@ -314,7 +361,15 @@ fn a_wrong_key_stops_the_start_or_only_warns_and_scoring_goes_on() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(telemetry_metric(&server, refused), 50.0);
-    assert_eq!(telemetry_metric(&server, "modelops_telemetry_written_total"), 0.0);
-    assert!(server.log().contains("refused the connection"), "{}", server.log());
+    fault_row(&server, "wrong key, --cosmos-on-auth-error warn", 50, 0);
+    assert_eq!(
+        telemetry_metric(&server, "modelops_telemetry_written_total"),
+        0.0
+    );
+    assert!(
+        server.log().contains("refused the connection"),
+        "{}",
+        server.log()
+    );
     assert!(!server.log().contains(wrong));
 }

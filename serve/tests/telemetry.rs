@@ -33,10 +33,8 @@ fn serve_with_no_settings_writes_json_lines_and_the_report_reads_them() {
         assert_eq!(server.post_json("/v1/models/iris:predict", &body).0, 200);
     }
     for _ in 0..3 {
-        let (status, _) = server.post_json(
-            "/v2/models/iris/infer",
-            &v2_request("X", &[vec![1.0, 2.0]]),
-        );
+        let (status, _) =
+            server.post_json("/v2/models/iris/infer", &v2_request("X", &[vec![1.0, 2.0]]));
         assert_eq!(status, 400);
     }
     server.signal("TERM");

@@ -141,16 +141,17 @@ impl StreamScorer {
             .name("kafka-main".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let (pipeline, consumer) = match connect(options, repository, scheduler, telemetry).await {
-                        Ok(connected) => {
-                            let _ = ready_tx.send(Ok(()));
-                            connected
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return Ok(());
-                        }
-                    };
+                    let (pipeline, consumer) =
+                        match connect(options, repository, scheduler, telemetry).await {
+                            Ok(connected) => {
+                                let _ = ready_tx.send(Ok(()));
+                                connected
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return Ok(());
+                            }
+                        };
                     let pipeline = Arc::new(pipeline);
                     if pipeline.options.transactional_id.is_none() {
                         run(pipeline, consumer, draining).await;

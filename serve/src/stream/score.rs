@@ -68,7 +68,15 @@ async fn deliver(
 ) -> Result<(), String> {
     let output = &pipeline.options.output_topic;
     let record = |model, id, outcome| {
-        record(pipeline, message, model, id, outcome, consumed.elapsed(), at)
+        record(
+            pipeline,
+            message,
+            model,
+            id,
+            outcome,
+            consumed.elapsed(),
+            at,
+        )
     };
     let (model, error) = match outcome {
         Ok((model, template, predictions, id)) => {
@@ -89,7 +97,13 @@ async fn deliver(
                 Err(e) => {
                     let reason = format!("the result could not be produced to `{output}`: {e}");
                     let name = model.name.clone();
-                    (Some(model), ServeError::Inference { model: name, reason })
+                    (
+                        Some(model),
+                        ServeError::Inference {
+                            model: name,
+                            reason,
+                        },
+                    )
                 }
             }
         }

@@ -12,12 +12,9 @@ use std::time::Duration;
 
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{ContainerProperties, PartitionKeyDefinition};
-use azure_data_cosmos::options::{
-    OperationOptionsBuilder, Region, ThrottlingRetryOptionsBuilder,
-};
+use azure_data_cosmos::options::{OperationOptionsBuilder, Region, ThrottlingRetryOptionsBuilder};
 use azure_data_cosmos::{
-    AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query,
-    RoutingStrategy,
+    AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
 };
 use futures_util::TryStreamExt;
 use tokio::sync::Mutex;
@@ -92,9 +89,9 @@ impl CosmosSink {
                 *slot = Some(container.clone());
                 Ok(container)
             }
-            Err(SinkError::Permanent(reason)) => {
-                Err(SinkError::Permanent(self.refused.get_or_init(|| reason).clone()))
-            }
+            Err(SinkError::Permanent(reason)) => Err(SinkError::Permanent(
+                self.refused.get_or_init(|| reason).clone(),
+            )),
             Err(retryable) => Err(retryable),
         }
     }
@@ -135,9 +132,17 @@ async fn open(settings: &CosmosSettings, create: bool) -> Result<ContainerClient
     let endpoint: AccountEndpoint = settings.endpoint.parse()?;
     let account = AccountReference::with_authentication_key(endpoint, settings.key.clone());
     let no_throttle_retries = OperationOptionsBuilder::new()
-        .with_throttling_retry_options(ThrottlingRetryOptionsBuilder::new().with_max_retry_count(0).build())
+        .with_throttling_retry_options(
+            ThrottlingRetryOptionsBuilder::new()
+                .with_max_retry_count(0)
+                .build(),
+        )
         .build();
-    let regions = settings.regions.iter().map(|r| Region::from(r.clone())).collect();
+    let regions = settings
+        .regions
+        .iter()
+        .map(|r| Region::from(r.clone()))
+        .collect();
     // `build` reads the account: a wrong key or endpoint fails here.
     let client = CosmosClient::builder()
         .with_default_operation_options(no_throttle_retries)

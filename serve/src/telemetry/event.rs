@@ -15,9 +15,8 @@ use crate::model::{LoadedModel, Predictions};
 use crate::ServeError;
 
 /// Fixed width (microseconds, `Z`), so that timestamps sort as text.
-pub(super) const TIMESTAMP_FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+pub(super) const TIMESTAMP_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// The W3C trace context header (HTTP and Kafka alike) whose trace id
 /// documents carry.

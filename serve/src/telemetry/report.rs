@@ -142,7 +142,10 @@ pub fn text(summaries: &[Summary]) -> String {
             .labels
             .iter()
             .map(|(label, n)| {
-                format!("{label} {n} ({:.1}%)", *n as f64 * 100.0 / rows.max(1) as f64)
+                format!(
+                    "{label} {n} ({:.1}%)",
+                    *n as f64 * 100.0 / rows.max(1) as f64
+                )
             })
             .collect();
         let _ = writeln!(out, "  labels: {}", labels.join(", "));
@@ -298,7 +301,12 @@ mod tests {
             row: label.map(|_| 0),
             label: label.map(|l| serde_json::json!(l)),
             probabilities: None,
-            outcome: if label.is_some() { "ok" } else { "invalid_input" }.into(),
+            outcome: if label.is_some() {
+                "ok"
+            } else {
+                "invalid_input"
+            }
+            .into(),
             error: None,
             trace_id: None,
             lineage: Lineage::default(),

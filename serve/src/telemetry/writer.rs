@@ -45,7 +45,9 @@ pub struct TelemetryOptions {
     pub on_refused: OnRefused,
 }
 
-/// What the writer thread is sent.
+/// What the writer thread is sent. Nearly every message is a record, so it
+/// is not boxed: that would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Record(Prediction),
     /// Write what is queued, until this deadline, then stop.
@@ -139,7 +141,10 @@ impl Telemetry {
     /// connect timeout) for its answer: a store that refuses the connection
     /// for good fails the start unless `on_refused` says warn; one that does
     /// not answer is retried in the background.
-    pub fn start(sink: Arc<dyn Sink>, options: TelemetryOptions) -> Result<Telemetry, TelemetryError> {
+    pub fn start(
+        sink: Arc<dyn Sink>,
+        options: TelemetryOptions,
+    ) -> Result<Telemetry, TelemetryError> {
         let (sender, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new(
             options.queue_capacity.max(1),
@@ -289,8 +294,7 @@ impl Writer {
         let mut sequence = 0u64;
         let mut spawn = |prediction: Prediction, writes: &mut JoinSet<()>| {
             sequence += 1;
-            let documents =
-                prediction.documents(&self.process, sequence, &self.options.deployment);
+            let documents = prediction.documents(&self.process, sequence, &self.options.deployment);
             for document in documents {
                 let write = write_one(
                     self.sink.clone(),

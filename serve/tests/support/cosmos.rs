@@ -40,7 +40,10 @@ fn shared_state() -> PathBuf {
 pub fn sdk_env() -> Vec<(&'static str, String)> {
     vec![
         ("COSMOS_DISABLE_IMDS", "1".into()),
-        ("AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED", "false".into()),
+        (
+            "AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED",
+            "false".into(),
+        ),
         ("AZURE_COSMOS_BINARY_ENCODING_ENABLED", "false".into()),
         (
             "SSL_CERT_FILE",
@@ -99,7 +102,12 @@ impl Cosmos {
 
     /// Starts it again on the same port, empty.
     pub fn restart(&self) {
-        let port = self.endpoint.trim_end_matches('/').rsplit(':').next().unwrap();
+        let port = self
+            .endpoint
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap();
         run(&["start", self.state.to_str().unwrap(), port]);
     }
 
