@@ -193,11 +193,20 @@ impl ReportArgs {
         if !self.models.is_empty() || self.telemetry.telemetry != TelemetryKind::Cosmos {
             return Ok(self.models.clone());
         }
+        // A model folder holds version folders named by integers.
+        let is_model = |dir: &std::path::Path| -> std::io::Result<bool> {
+            Ok(std::fs::read_dir(dir)?
+                .filter_map(Result::ok)
+                .any(|version| {
+                    version.path().is_dir()
+                        && version.file_name().to_string_lossy().parse::<u64>().is_ok()
+                }))
+        };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.repository)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
+            let path = entry?.path();
+            if path.is_dir() && is_model(&path)? {
+                names.extend(path.file_name().map(|n| n.to_string_lossy().into_owned()));
             }
         }
         names.sort();

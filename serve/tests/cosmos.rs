@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::cosmos::{sdk_env, Cosmos, KEY};
 use support::kafka::{brokers, create_topic, produce, unique, Outgoing};
-use support::{repo_root, v2_request, Reference, Server};
+use support::{repo_root, report_columns, run_serve, v2_request, Reference, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -46,14 +46,16 @@ fn telemetry_metric(server: &Server, line_start: &str) -> f64 {
 }
 
 /// Prints the scenario's row of the fault table (documents expected,
-/// arrived, dropped and retried), for the record in CI's output.
-fn fault_row(server: &Server, scenario: &str, expected: usize, arrived: usize) {
-    let dropped = telemetry_metric(server, "modelops_telemetry_dropped_total");
-    let retried = telemetry_metric(server, "modelops_telemetry_retried_total");
+/// arrived, dropped and retried), for the record in CI's output; returns
+/// the dropped and retried counts.
+fn fault_row(server: &Server, scenario: &str, expected: usize, arrived: usize) -> (u64, u64) {
+    let dropped = telemetry_metric(server, "modelops_telemetry_dropped_total") as u64;
+    let retried = telemetry_metric(server, "modelops_telemetry_retried_total") as u64;
     eprintln!(
         "fault table | {scenario} | expected {expected} | arrived {arrived} | dropped {dropped} \
          | retried {retried}"
     );
+    (dropped, retried)
 }
 
 /// Waits until `server` has written `documents` telemetry documents.
@@ -202,29 +204,17 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
     assert_eq!(by_source["rest"], 500);
     assert_eq!(by_source["kafka"], 500);
     assert_eq!(with_inputs, 500, "input sampling 0.5 of 1000");
-    fault_row(&server, "REST + Kafka, no fault", 1000, documents.len());
-    assert_eq!(
-        telemetry_metric(&server, "modelops_telemetry_dropped_total"),
-        0.0
-    );
+    let (dropped, _) = fault_row(&server, "REST + Kafka, no fault", 1000, documents.len());
+    assert_eq!(dropped, 0);
 
     // The report reads the same documents back, one partition per model.
-    let report = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
-        .args(["report", "--model", "iris"])
-        .args(cosmos.serve_args(&container))
-        .envs(key_env(KEY))
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&report.stdout);
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
+    let mut args = vec!["report".to_string(), "--model".into(), "iris".into()];
+    args.extend(cosmos.serve_args(&container));
+    let table = run_serve(&args, &key_env(KEY));
+    assert_eq!(
+        report_columns(&table, "iris"),
+        ["iris", "1", "1000", "0.00%"]
     );
-    let line = table.lines().find(|l| l.starts_with("iris ")).unwrap();
-    let columns: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(columns[..4], ["iris", "1", "1000", "0.00%"], "{table}");
 }
 
 #[test]
@@ -247,11 +237,8 @@ fn cosmos_down_at_startup_gets_every_document_once_it_is_up() {
     wait_written(&server, 200);
     let arrived = cosmos.documents("predictions", "iris").len();
     assert_eq!(arrived, 200);
-    fault_row(&server, "down at startup", 200, arrived);
-    assert_eq!(
-        telemetry_metric(&server, "modelops_telemetry_dropped_total"),
-        0.0
-    );
+    let (dropped, _) = fault_row(&server, "down at startup", 200, arrived);
+    assert_eq!(dropped, 0);
 }
 
 #[test]
@@ -310,7 +297,8 @@ fn throttled_every_second_write_all_documents_arrive() {
     wait_written(&server, 300);
     let arrived = cosmos.documents("predictions", "iris").len();
     assert_eq!(arrived, 300);
-    fault_row(&server, "429 on every 2nd write", 300, arrived);
+    let (dropped, retried) = fault_row(&server, "429 on every 2nd write", 300, arrived);
+    assert_eq!(dropped, 0);
     let counters = &cosmos.faults("")["counters"];
     let throttled = counters["throttled"].as_u64().unwrap();
     assert!(throttled >= 150, "{counters}");
@@ -319,12 +307,7 @@ fn throttled_every_second_write_all_documents_arrive() {
         300 + throttled
     );
     // Each 429 was retried once, by the writer (honouring retry-after).
-    let retried = telemetry_metric(&server, "modelops_telemetry_retried_total");
-    assert_eq!(retried as u64, throttled);
-    assert_eq!(
-        telemetry_metric(&server, "modelops_telemetry_dropped_total"),
-        0.0
-    );
+    assert_eq!(retried, throttled);
 }
 
 #[test]
@@ -360,8 +343,8 @@ fn a_wrong_key_stops_the_start_or_only_warns_and_scoring_goes_on() {
         assert!(Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(telemetry_metric(&server, refused), 50.0);
-    fault_row(&server, "wrong key, --cosmos-on-auth-error warn", 50, 0);
+    let (dropped, _) = fault_row(&server, "wrong key, --cosmos-on-auth-error warn", 50, 0);
+    assert_eq!(dropped, 50, "all of them for the refusal");
     assert_eq!(
         telemetry_metric(&server, "modelops_telemetry_written_total"),
         0.0

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::kafka::unique;
-use support::{repo_root, v2_request, Reference, Server};
+use support::{repo_root, report_columns, run_serve, v2_request, Reference, Server};
 
 #[test]
 fn serve_with_no_settings_writes_json_lines_and_the_report_reads_them() {
@@ -71,22 +71,17 @@ fn serve_with_no_settings_writes_json_lines_and_the_report_reads_them() {
     }
 
     let svg = dir.join("report.svg");
-    let report = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
-        .args(["report", "--telemetry-file"])
-        .arg(&file)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
+    let table = run_serve(
+        [
+            "report".as_ref(),
+            "--telemetry-file".as_ref(),
+            file.as_os_str(),
+            "--svg".as_ref(),
+            svg.as_os_str(),
+        ],
+        &[],
     );
-    let table = String::from_utf8_lossy(&report.stdout);
-    let line = table.lines().find(|l| l.starts_with("iris ")).unwrap();
-    let columns: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(columns[..4], ["iris", "1", "48", "6.25%"], "{table}");
+    assert_eq!(report_columns(&table, "iris"), ["iris", "1", "48", "6.25%"]);
     let mut expected_labels: HashMap<String, usize> = HashMap::new();
     for label in &iris.labels[..45] {
         *expected_labels

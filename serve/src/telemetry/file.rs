@@ -1,5 +1,6 @@
 //! The embedded default: documents as JSON lines appended to a local file.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -68,8 +69,8 @@ pub fn read_documents(path: &Path) -> Result<Vec<Document>, TelemetryError> {
         source,
     };
     let reader = BufReader::new(File::open(path).map_err(file_error)?);
-    let mut by_id = std::collections::HashMap::new();
-    let mut order = Vec::new();
+    let mut documents: Vec<Document> = Vec::new();
+    let mut index_of = HashMap::new();
     for (index, line) in reader.lines().enumerate() {
         let line = line.map_err(file_error)?;
         if line.trim().is_empty() {
@@ -81,12 +82,49 @@ pub fn read_documents(path: &Path) -> Result<Vec<Document>, TelemetryError> {
                 line: index + 1,
                 reason: e.to_string(),
             })?;
-        if by_id.insert(document.id.clone(), order.len()).is_none() {
-            order.push(document);
-        } else {
-            let at = by_id[&document.id];
-            order[at] = document;
+        match index_of.entry(document.id.clone()) {
+            Entry::Occupied(at) => documents[*at.get()] = document,
+            Entry::Vacant(at) => {
+                at.insert(documents.len());
+                documents.push(document);
+            }
         }
     }
-    Ok(order)
+    Ok(documents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_documents_read_back_with_the_last_line_per_id_winning() {
+        let dir = std::env::temp_dir().join(format!("file-sink-{}", std::process::id()));
+        let path = dir.join("nested/predictions.jsonl");
+        let sink = FileSink::open(&path).unwrap();
+        let line = |id: &str, latency_ms: f64| {
+            format!(
+                r#"{{"id":"{id}","request_id":null,"model":"iris","version":"1","model_sha256":"00","source":"kafka","timestamp":"2026-01-01T00:00:00.000000Z","latency_ms":{latency_ms},"row":0,"label":"setosa","probabilities":{{"setosa":1.0}},"outcome":"ok","error":null,"trace_id":null,"lineage":{{}}}}"#
+            )
+        };
+        let first: Document = serde_json::from_str(&line("a", 1.0)).unwrap();
+        let again: Document = serde_json::from_str(&line("a", 2.0)).unwrap();
+        let other: Document = serde_json::from_str(&line("b", 3.0)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for document in [&first, &other, &again] {
+            runtime.block_on(sink.write(document)).unwrap();
+        }
+        sink.flush().unwrap();
+        let documents = read_documents(&path).unwrap();
+        assert_eq!(documents, vec![again, other]);
+        std::fs::write(&path, "{\"id\": 1}\n").unwrap();
+        let error = read_documents(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("predictions.jsonl:1: not a telemetry document"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -185,6 +185,37 @@ impl Server {
     }
 }
 
+/// Runs `serve ARGS...` to its end in the repository with `envs` added
+/// (`serve report`), asserts that it succeeded and returns its output.
+pub fn run_serve<I, S>(args: I, envs: &[(&str, String)]) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The first four columns (model, version, count, error rate) of `model`'s
+/// line in a `serve report` table.
+pub fn report_columns(table: &str, model: &str) -> Vec<String> {
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(model))
+        .unwrap_or_else(|| panic!("no {model} in\n{table}"));
+    line.split_whitespace().take(4).map(String::from).collect()
+}
+
 fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap();
