@@ -282,6 +282,7 @@ fn kafka_only_creates_its_topics_and_stops_on_sigterm() {
     let brokers = brokers();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
         .current_dir(support::repo_root())
+        .env("MODELOPS_TELEMETRY", "off")
         .args([
             "--models",
             "models",
@@ -695,6 +696,7 @@ fn kafka_flags_are_checked() {
     // An unknown librdkafka property fails at start, naming it.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_serve"))
         .current_dir(support::repo_root())
+        .env("MODELOPS_TELEMETRY", "off")
         .args(["--port", "0", "--kafka-brokers", &brokers()])
         .args(["--kafka-input-topic", &topics.input])
         .args(["--kafka-property", "no.such.property=1"])
