@@ -23,10 +23,10 @@ use super::sink::SinkFuture;
 use super::{Document, Sink, SinkError, TelemetryError};
 
 /// The partition key path: one logical partition per model.
-pub const PARTITION_KEY: &str = "/model";
+const PARTITION_KEY: &str = "/model";
 
 /// The query `serve report` runs, once per model (one partition each).
-pub const REPORT_QUERY: &str = "SELECT * FROM c WHERE c.model = @model";
+const REPORT_QUERY: &str = "SELECT * FROM c WHERE c.model = @model";
 
 /// A write that takes longer than this is abandoned and retried (a server
 /// that stopped answering holds the connection open).

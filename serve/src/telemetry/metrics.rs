@@ -5,18 +5,18 @@
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 /// Documents accepted into the queue.
-pub const QUEUED: &str = "modelops_telemetry_queued_total";
+const QUEUED: &str = "modelops_telemetry_queued_total";
 /// Documents the sink acknowledged.
-pub const WRITTEN: &str = "modelops_telemetry_written_total";
+const WRITTEN: &str = "modelops_telemetry_written_total";
 /// Writes tried again after a retryable error (429, 503, unreachable).
-pub const RETRIED: &str = "modelops_telemetry_retried_total";
+const RETRIED: &str = "modelops_telemetry_retried_total";
 /// Documents given up, by `reason`: `queue_full`, `refused` (the store said
 /// no for good) or `shutdown` (not written by the flush deadline).
-pub const DROPPED: &str = "modelops_telemetry_dropped_total";
+const DROPPED: &str = "modelops_telemetry_dropped_total";
 /// Documents queued and not yet written or given up.
-pub const PENDING: &str = "modelops_telemetry_pending";
+const PENDING: &str = "modelops_telemetry_pending";
 /// Time to write one document, retries included.
-pub const WRITE_DURATION: &str = "modelops_telemetry_write_duration_seconds";
+const WRITE_DURATION: &str = "modelops_telemetry_write_duration_seconds";
 
 /// Why documents were dropped.
 #[derive(Debug, Clone, Copy)]

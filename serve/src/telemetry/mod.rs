@@ -25,10 +25,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use cosmos::{CosmosSettings, CosmosSink, PARTITION_KEY, REPORT_QUERY};
+pub use cosmos::{CosmosSettings, CosmosSink};
 pub use event::{Document, Lineage, Origin, Prediction, Source, TRACEPARENT_HEADER};
 pub use file::FileSink;
-pub use metrics::{DROPPED, PENDING, QUEUED, RETRIED, WRITE_DURATION, WRITTEN};
 pub use sink::{Sink, SinkError, SinkFuture};
 pub use writer::{OnRefused, Telemetry, TelemetryOptions};
 

@@ -114,7 +114,8 @@ impl Shared {
         }
     }
 
-    fn written(&self, documents: usize) {
+    /// Documents written or given up: no longer queued.
+    fn finished(&self, documents: usize) {
         self.queued.fetch_sub(documents, Ordering::SeqCst);
     }
 }
@@ -388,7 +389,7 @@ async fn write_one(
             }
         }
     };
-    shared.written(1);
+    shared.finished(1);
     match outcome {
         Ok(()) => {
             shared.metrics.written.increment(1);
