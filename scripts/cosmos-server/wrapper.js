@@ -91,6 +91,23 @@ readMeta.default = (...a) => {
   return { ...body, writableLocations: body.writableLocations.map(http_), readableLocations: body.readableLocations.map(http_) };
 };
 
+// Fix 5: transactional batches. The package reads each operation's
+// partition key from the operation (as the JavaScript SDK's bulk API sends
+// it) and fails the whole request when it is missing; the batch protocol,
+// and the Rust SDK, send it once, in the x-ms-documentdb-partitionkey header.
+const json = lib("json");
+const readJson = json.default;
+json.default = async (req) => {
+  const body = await readJson(req);
+  const header = req.headers["x-ms-documentdb-partitionkey"];
+  if (Array.isArray(body) && header) {
+    for (const operation of body) {
+      if (operation && operation.partitionKey === undefined) operation.partitionKey = header;
+    }
+  }
+  return body;
+};
+
 const { createHttpServer, createHttpsServer } = require("@vercel/cosmosdb-server");
 
 // Fix 4: keep-alive. Without `keepAlive` the package answers `connection:

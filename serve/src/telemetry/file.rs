@@ -45,14 +45,24 @@ impl FileSink {
     }
 }
 
+/// Lines written with one lock and one system call at most (a buffer full).
+const MAX_BATCH: usize = 256;
+
 impl Sink for FileSink {
-    fn write<'a>(&'a self, document: &'a Document) -> SinkFuture<'a> {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn write<'a>(&'a self, documents: &'a [Document]) -> SinkFuture<'a> {
         Box::pin(async move {
-            let mut line =
-                serde_json::to_vec(document).map_err(|e| SinkError::Permanent(e.to_string()))?;
-            line.push(b'\n');
+            let mut lines = Vec::with_capacity(documents.len() * 800);
+            for document in documents {
+                serde_json::to_writer(&mut lines, document)
+                    .map_err(|e| SinkError::Permanent(e.to_string()))?;
+                lines.push(b'\n');
+            }
             let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-            file.write_all(&line).map_err(|e| self.io_error(e))
+            file.write_all(&lines).map_err(|e| self.io_error(e))
         })
     }
 
@@ -113,9 +123,10 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        for document in [&first, &other, &again] {
-            runtime.block_on(sink.write(document)).unwrap();
-        }
+        runtime
+            .block_on(sink.write(&[first, other.clone()]))
+            .unwrap();
+        runtime.block_on(sink.write(&[again.clone()])).unwrap();
         sink.flush().unwrap();
         let documents = read_documents(&path).unwrap();
         assert_eq!(documents, vec![again, other]);

@@ -36,10 +36,15 @@ pub trait Sink: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Writes one document. Called concurrently (up to the configured
-    /// concurrency) and again for the same document after a retryable error:
-    /// writing the same `id` twice must not make two documents.
-    fn write<'a>(&'a self, document: &'a Document) -> SinkFuture<'a>;
+    /// Most documents one [`Sink::write`] takes.
+    fn max_batch(&self) -> usize;
+
+    /// Writes documents of one model (one partition), at most
+    /// [`Sink::max_batch`] of them. Called concurrently (up to the
+    /// configured concurrency) and again with the same documents after a
+    /// retryable error: writing the same `id` twice must not make two
+    /// documents.
+    fn write<'a>(&'a self, documents: &'a [Document]) -> SinkFuture<'a>;
 
     /// Makes what was written durable (the file sink flushes its buffer).
     fn flush(&self) -> Result<(), SinkError> {
