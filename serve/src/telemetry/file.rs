@@ -126,7 +126,9 @@ mod tests {
         runtime
             .block_on(sink.write(&[first, other.clone()]))
             .unwrap();
-        runtime.block_on(sink.write(&[again.clone()])).unwrap();
+        runtime
+            .block_on(sink.write(std::slice::from_ref(&again)))
+            .unwrap();
         sink.flush().unwrap();
         let documents = read_documents(&path).unwrap();
         assert_eq!(documents, vec![again, other]);
