@@ -15,8 +15,6 @@ use super::{Document, Lineage, Prediction, Sink, SinkError, TelemetryError};
 /// First wait before retrying a write the sink said may succeed later.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// The writer thread's nice value (see `yield_to_scoring`).
-const WRITER_NICE: libc::c_int = 12;
 /// Dropped documents are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Buffered sinks are flushed (and the pending gauge set) this often.
@@ -267,18 +265,19 @@ impl Telemetry {
     }
 }
 
-/// Puts the calling (writer) thread at nice 12: on a core that scoring
-/// keeps busy it gets about 6 % (CFS weight 70 against 1024), so at
-/// saturation documents queue up, then are dropped and counted, instead of
-/// requests slowing down. Idle CPU it uses in full.
+/// Puts the calling (writer) thread in the `SCHED_IDLE` class: it runs on
+/// CPU time scoring leaves, and a request waking up takes the core from it
+/// at once. Under saturation documents queue up, then are dropped and
+/// counted, instead of requests slowing down.
 #[allow(unsafe_code)]
 fn yield_to_scoring() {
-    // SAFETY: setpriority reads no memory of ours. On Linux the nice value
-    // is per thread, and PRIO_PROCESS with who = 0 means the calling thread.
-    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WRITER_NICE) } != 0;
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0
+    // is the calling thread (scheduling policy is per thread on Linux).
+    let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0;
     if failed {
         tracing::debug!(
-            "the telemetry writer keeps its priority: {}",
+            "the telemetry writer keeps its scheduling class: {}",
             std::io::Error::last_os_error()
         );
     }
