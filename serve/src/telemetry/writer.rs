@@ -167,10 +167,7 @@ impl Telemetry {
         };
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
-            .spawn(move || {
-                yield_to_scoring();
-                runtime.block_on(writer.run(receiver, connected_tx))
-            })
+            .spawn(move || runtime.block_on(writer.run(receiver, connected_tx)))
             .map_err(TelemetryError::Runtime)?;
         let telemetry = Telemetry {
             sender: Some(sender),
@@ -351,7 +348,10 @@ impl Writer {
         mut receiver: mpsc::UnboundedReceiver<Message>,
         connected: std_mpsc::Sender<Result<(), SinkError>>,
     ) {
+        // The startup check runs at normal priority: a busy machine must not
+        // turn a wrong key into a warning about a slow store.
         let _ = connected.send(self.sink.connect().await);
+        yield_to_scoring();
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let deadline: Deadline = Arc::default();
         let max_batch = self.sink.max_batch().max(1);
