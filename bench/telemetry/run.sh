@@ -115,14 +115,17 @@ runs = {}
 for line in open(path):
     mode, rps, written, dropped = line.split()
     runs.setdefault(mode, []).append((int(rps), float(written), float(dropped)))
-off = statistics.median(r[0] for r in runs["off"])
+off = [r[0] for r in runs["off"]]
 print(f"{rows}-row V2 requests, {connections} connections, {duration} s per run, "
-      f"{len(runs['off'])} rounds; median requests/s, ratio to off:")
+      f"{len(off)} rounds of off / file / cosmos:")
+print("  mode    median req/s  median of per-round ratios to off  documents written (median per run)")
 for mode in ("off", "file", "cosmos"):
-    rps = statistics.median(r[0] for r in runs[mode])
+    rps = [r[0] for r in runs[mode]]
+    ratios = [r / o for r, o in zip(rps, off)]
     written = statistics.median(r[1] for r in runs[mode])
     dropped = statistics.median(r[2] for r in runs[mode])
-    print(f"  {mode:<7} {rps:>8.0f} req/s  ratio {rps / off:.3f}  "
-          f"(documents written {written:.0f}, dropped {dropped:.0f}; all runs: "
-          f"{', '.join(str(r[0]) for r in runs[mode])})")
+    share = written / max(written + dropped, 1)
+    print(f"  {mode:<7} {statistics.median(rps):>12.0f}  {statistics.median(ratios):>10.3f} "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})  "
+          f"{written:.0f} of {written + dropped:.0f} ({share:.0%}; the rest dropped and counted)")
 EOF
