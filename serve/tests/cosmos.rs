@@ -301,11 +301,11 @@ fn throttled_every_second_write_all_documents_arrive() {
     assert_eq!(dropped, 0);
     let counters = &cosmos.faults("")["counters"];
     let throttled = counters["throttled"].as_u64().unwrap();
-    assert!(throttled >= 150, "{counters}");
-    assert_eq!(
-        counters["document_writes"].as_u64().unwrap(),
-        300 + throttled
-    );
+    // Writes are batches: every second one was throttled, the others each
+    // landed a batch of 1 to 100 documents.
+    let landed = counters["document_writes"].as_u64().unwrap() - throttled;
+    assert!((3..=300).contains(&landed), "{counters}");
+    assert!(throttled >= landed - 1, "{counters}");
     // Each 429 was retried once, by the writer (honouring retry-after).
     assert_eq!(retried, throttled);
 }

@@ -8,14 +8,15 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 const QUEUED: &str = "modelops_telemetry_queued_total";
 /// Documents the sink acknowledged.
 const WRITTEN: &str = "modelops_telemetry_written_total";
-/// Writes tried again after a retryable error (429, 503, unreachable).
+/// Writes (of a batch) tried again after a retryable error (429, 503,
+/// unreachable).
 const RETRIED: &str = "modelops_telemetry_retried_total";
 /// Documents given up, by `reason`: `queue_full`, `refused` (the store said
 /// no for good) or `shutdown` (not written by the flush deadline).
 const DROPPED: &str = "modelops_telemetry_dropped_total";
 /// Documents queued and not yet written or given up.
 const PENDING: &str = "modelops_telemetry_pending";
-/// Time to write one document, retries included.
+/// Time to write one batch, retries included.
 const WRITE_DURATION: &str = "modelops_telemetry_write_duration_seconds";
 
 /// Why documents were dropped.
