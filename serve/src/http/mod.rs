@@ -104,8 +104,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics").route(web::get().to(metrics::render)));
 }
 
+/// A route's resource, named after its pattern: the name labels its
+/// responses in `/metrics`.
 fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+    web::resource(path)
+        .name(path)
+        .default_service(web::to(method_not_allowed))
 }
 
 async fn no_route(request: HttpRequest) -> HttpResponse {

@@ -60,6 +60,7 @@ pub(super) fn label_indices(labels: &Tensor, class_values: &[i64]) -> Result<Vec
     let labels = labels
         .to_plain_array_view::<i64>()
         .map_err(|e| e.to_string())?;
+    let labels = labels.as_slice().ok_or("labels are not contiguous")?;
     labels
         .iter()
         .map(|label| {

@@ -2,6 +2,7 @@
 //! readiness, the repository index, and inference with JSON tensors, binary
 //! tensors (`binary_tensor_data`) and top-k classes (`classification`).
 
+mod fast_json;
 mod request;
 mod response;
 
