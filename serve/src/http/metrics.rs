@@ -3,8 +3,9 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpResponse};
+use actix_web::{web, Error, HttpMessage, HttpResponse};
 
+use super::inference_route::RoutedAs;
 use super::AppState;
 use crate::prometheus::record_http;
 
@@ -24,8 +25,13 @@ pub async fn count_responses(
     let method = request.method().clone();
     let response = next.call(request).await?;
     // Every route's resource is named after its pattern (see `resource`),
-    // which actix hands out without building a String.
-    let route = response.request().match_name().unwrap_or("unmatched");
+    // which actix hands out without building a String; inference requests
+    // routed ahead of the router say which pattern they matched.
+    let routed_as = response.request().extensions().get::<RoutedAs>().copied();
+    let route = match routed_as {
+        Some(RoutedAs(pattern)) => pattern,
+        None => response.request().match_name().unwrap_or("unmatched"),
+    };
     record_http(&method, route, response.status().as_u16());
     Ok(response)
 }

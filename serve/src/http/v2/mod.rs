@@ -124,9 +124,18 @@ pub async fn infer(
     http: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ServeError> {
-    let model = state
-        .repository
-        .resolve(&path.model, path.version.as_deref())?;
+    infer_model(&state, &path.model, path.version.as_deref(), &http, payload).await
+}
+
+/// Scores a V2 inference request on `model` (`version`, or the latest).
+pub async fn infer_model(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+    http: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServeError> {
+    let model = state.repository.resolve(model, version)?;
     let json_length = match http.headers().get(INFERENCE_HEADER_LENGTH) {
         None => None,
         Some(value) => Some(
@@ -141,7 +150,7 @@ pub async fn infer(
                 })?,
         ),
     };
-    let ((id, outputs), scored) = score(&state, &model, payload, |body| {
+    let ((id, outputs), scored) = score(state, &model, payload, |body| {
         let parsed = request::parse(body, json_length, &model)?;
         Ok((parsed.features, (parsed.id, parsed.outputs)))
     })
