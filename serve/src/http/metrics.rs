@@ -2,6 +2,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpResponse};
 
@@ -22,7 +23,20 @@ pub async fn count_responses(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let method = request.method().clone();
+    // Methods outside HTTP's standard set count as one, so that clients
+    // cannot grow the label set (and the counters kept per thread) at will.
+    let method = match request.method() {
+        &Method::GET
+        | &Method::POST
+        | &Method::PUT
+        | &Method::DELETE
+        | &Method::HEAD
+        | &Method::OPTIONS
+        | &Method::PATCH
+        | &Method::CONNECT
+        | &Method::TRACE => request.method().clone(),
+        _ => Method::from_bytes(b"OTHER").expect("a valid method token"),
+    };
     let response = next.call(request).await?;
     // Every route's resource is named after its pattern (see `resource`),
     // which actix hands out without building a String; inference requests
