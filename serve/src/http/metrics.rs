@@ -2,9 +2,11 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpResponse};
+use actix_web::{web, Error, HttpMessage, HttpResponse};
 
+use super::inference_route::RoutedAs;
 use super::AppState;
 use crate::prometheus::record_http;
 
@@ -21,12 +23,29 @@ pub async fn count_responses(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let method = request.method().to_string();
+    // Methods outside HTTP's standard set count as one, so that clients
+    // cannot grow the label set (and the counters kept per thread) at will.
+    let method = match request.method() {
+        &Method::GET
+        | &Method::POST
+        | &Method::PUT
+        | &Method::DELETE
+        | &Method::HEAD
+        | &Method::OPTIONS
+        | &Method::PATCH
+        | &Method::CONNECT
+        | &Method::TRACE => request.method().clone(),
+        _ => Method::from_bytes(b"OTHER").expect("a valid method token"),
+    };
     let response = next.call(request).await?;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
-    record_http(&method, &route, response.status().as_u16());
+    // Every route's resource is named after its pattern (see `resource`),
+    // which actix hands out without building a String; inference requests
+    // routed ahead of the router say which pattern they matched.
+    let routed_as = response.request().extensions().get::<RoutedAs>().copied();
+    let route = match routed_as {
+        Some(RoutedAs(pattern)) => pattern,
+        None => response.request().match_name().unwrap_or("unmatched"),
+    };
+    record_http(&method, route, response.status().as_u16());
     Ok(response)
 }

@@ -60,14 +60,31 @@ pub(super) fn label_indices(labels: &Tensor, class_values: &[i64]) -> Result<Vec
     let labels = labels
         .to_plain_array_view::<i64>()
         .map_err(|e| e.to_string())?;
-    labels
+    let labels = labels.as_slice().ok_or("labels are not contiguous")?;
+    // Labels 0..n (most exports) are their own indices: no search per row.
+    let identity = class_values
         .iter()
-        .map(|label| {
-            class_values.iter().position(|v| v == label).ok_or_else(|| {
-                format!("the model returned label {label}, which is not one of its classes")
-            })
-        })
-        .collect()
+        .enumerate()
+        .all(|(ix, &v)| v == ix as i64);
+    let mut indices = Vec::with_capacity(labels.len());
+    for &label in labels {
+        let index = if identity {
+            usize::try_from(label)
+                .ok()
+                .filter(|&ix| ix < class_values.len())
+        } else {
+            class_values.iter().position(|&v| v == label)
+        };
+        match index {
+            Some(ix) => indices.push(ix),
+            None => {
+                return Err(format!(
+                    "the model returned label {label}, which is not one of its classes"
+                ))
+            }
+        }
+    }
+    Ok(indices)
 }
 
 /// Decodes raw scores. With `single_column`, `scores` holds P(class 1) per
@@ -148,6 +165,10 @@ mod tests {
         let labels = Tensor::from(tract_ndarray::arr1(&[7i64, 3]));
         assert_eq!(label_indices(&labels, &[3, 7]).unwrap(), vec![1, 0]);
         assert!(label_indices(&labels, &[3, 4]).is_err());
+        let labels = Tensor::from(tract_ndarray::arr1(&[2i64, 0, 1]));
+        assert_eq!(label_indices(&labels, &[0, 1, 2]).unwrap(), vec![2, 0, 1]);
+        let outside = Tensor::from(tract_ndarray::arr1(&[3i64]));
+        assert!(label_indices(&outside, &[0, 1, 2]).is_err());
     }
 
     #[test]

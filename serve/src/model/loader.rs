@@ -1,6 +1,7 @@
 //! Loading one model version: ONNX bytes → graph fixes → one optimized tract
 //! plan with a symbolic batch dimension, checked by a smoke run.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -206,9 +207,8 @@ impl LoadedModel {
             model: self.name.clone(),
             reason,
         };
-        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.plan.run(tvec![features.into_tensor().into()])
-        }));
+        let run =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.run_plan(features.into_tensor())));
         let outputs = match run {
             Ok(result) => result.map_err(|e| failed(format!("{e:#}")))?,
             Err(panic) => {
@@ -243,7 +243,39 @@ impl LoadedModel {
         )
         .map_err(failed)
     }
+
+    /// Runs the plan on `input`, reusing this thread's tract state for it:
+    /// setting one up for every run cost about a tenth of a small batch.
+    /// A state that failed (or panicked) is dropped, never reused.
+    fn run_plan(&self, input: Tensor) -> TractResult<TVec<TValue>> {
+        // Per thread because states are not Send. A state holds its plan, so
+        // a cached plan is never freed and never mistaken for another.
+        thread_local! {
+            static STATES: RefCell<Vec<TypedSimpleState>> = const { RefCell::new(Vec::new()) };
+        }
+        let cached = STATES.with_borrow_mut(|states| {
+            let found = states
+                .iter()
+                .position(|state| Arc::ptr_eq(state.plan(), &self.plan));
+            found.map(|ix| states.swap_remove(ix))
+        });
+        let mut state = match cached {
+            Some(state) => state,
+            None => self.plan.spawn()?,
+        };
+        let outputs = state.run(tvec![input.into()])?;
+        STATES.with_borrow_mut(|states| {
+            if states.len() >= STATES_PER_THREAD {
+                states.remove(0);
+            }
+            states.push(state);
+        });
+        Ok(outputs)
+    }
 }
+
+/// Model versions whose tract state a thread keeps (each holds its plan).
+const STATES_PER_THREAD: usize = 8;
 
 /// The one real (non-initializer) input, its element type and row width.
 fn input_signature(

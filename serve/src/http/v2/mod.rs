@@ -2,6 +2,7 @@
 //! readiness, the repository index, and inference with JSON tensors, binary
 //! tensors (`binary_tensor_data`) and top-k classes (`classification`).
 
+mod fast_json;
 mod request;
 mod response;
 
@@ -123,9 +124,18 @@ pub async fn infer(
     http: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ServeError> {
-    let model = state
-        .repository
-        .resolve(&path.model, path.version.as_deref())?;
+    infer_model(&state, &path.model, path.version.as_deref(), &http, payload).await
+}
+
+/// Scores a V2 inference request on `model` (`version`, or the latest).
+pub async fn infer_model(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+    http: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServeError> {
+    let model = state.repository.resolve(model, version)?;
     let json_length = match http.headers().get(INFERENCE_HEADER_LENGTH) {
         None => None,
         Some(value) => Some(
@@ -141,9 +151,9 @@ pub async fn infer(
         ),
     };
     score(
-        &state,
+        state,
         &model,
-        &http,
+        http,
         payload,
         |body| {
             let parsed = request::parse(body, json_length, &model)?;

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::fast_json::parse_infer_request;
 use super::{LABEL_OUTPUT, PROBABILITIES_OUTPUT};
 use crate::http::body::parse_json;
 use crate::http::numbers::NestedNumbers;
@@ -13,49 +14,49 @@ use crate::model::{ElementType, FeatureMatrix, LoadedModel};
 use crate::ServeError;
 
 #[derive(Debug, Deserialize)]
-struct InferRequest {
-    id: Option<String>,
+pub(super) struct InferRequest {
+    pub(super) id: Option<String>,
     #[serde(default)]
-    parameters: RequestParameters,
-    inputs: Vec<InputTensor>,
-    outputs: Option<Vec<RequestedOutput>>,
+    pub(super) parameters: RequestParameters,
+    pub(super) inputs: Vec<InputTensor>,
+    pub(super) outputs: Option<Vec<RequestedOutput>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct RequestParameters {
+pub(super) struct RequestParameters {
     /// Every output as raw bytes unless the output says otherwise.
     #[serde(default)]
-    binary_data_output: bool,
+    pub(super) binary_data_output: bool,
 }
 
 #[derive(Debug, Deserialize)]
-struct InputTensor {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    data: Option<NestedNumbers>,
+pub(super) struct InputTensor {
+    pub(super) name: String,
+    pub(super) shape: Vec<i64>,
+    pub(super) datatype: String,
+    pub(super) data: Option<NestedNumbers>,
     #[serde(default)]
-    parameters: InputParameters,
+    pub(super) parameters: InputParameters,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct InputParameters {
+pub(super) struct InputParameters {
     /// The tensor's bytes follow the JSON instead of a `data` field.
-    binary_data_size: Option<usize>,
+    pub(super) binary_data_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
-struct RequestedOutput {
-    name: String,
+pub(super) struct RequestedOutput {
+    pub(super) name: String,
     #[serde(default)]
-    parameters: OutputParameters,
+    pub(super) parameters: OutputParameters,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct OutputParameters {
-    binary_data: Option<bool>,
+pub(super) struct OutputParameters {
+    pub(super) binary_data: Option<bool>,
     /// Top-k classes as "score:index:label" strings instead of probabilities.
-    classification: Option<usize>,
+    pub(super) classification: Option<usize>,
 }
 
 /// One output the client asked for.
@@ -100,7 +101,10 @@ pub fn parse(
             )))
         }
     };
-    let request: InferRequest = parse_json(json)?;
+    let request = match parse_infer_request(json) {
+        Some(request) => request,
+        None => parse_json::<InferRequest>(json)?,
+    };
     let input = single_input(model, &request.inputs)?;
     let what = format!("input `{}`", input.name);
     let datatype = ElementType::from_v2_name(&input.datatype).ok_or_else(|| {
