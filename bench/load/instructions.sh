@@ -36,7 +36,7 @@ measure() {
   case $name in
     limit) args=("$WORK/limit_handler" --port "$p" --workers 1) ;;
     modelops) args=("$WORK/serve" --models "$WORK/models" --port "$p" --workers 1
-                    --drain-seconds 0 --log warn) ;;
+                    --drain-seconds 0 --log warn --telemetry off) ;;
   esac
   out="$WORK/$name-$rows"
   valgrind --tool=callgrind --callgrind-out-file="$out.cg" "${args[@]}" >"$out.log" 2>&1 &

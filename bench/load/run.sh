@@ -152,12 +152,14 @@ spec() {  # spec NAME PORT [PORT2 PORT3]
   case $name in
     limit)
       CMD=("$RUN/bin/limit_handler" --port "$port" --workers 1) ;;
+    # Telemetry off: the Python peers record nothing per prediction;
+    # bench/telemetry/run.sh measures what recording costs.
     modelops|modelops-aa)
       CMD=("$RUN/bin/serve" --models "$RUN/models" --port "$port" --workers 1
-           --drain-seconds 0 --log warn) ;;
+           --drain-seconds 0 --log warn --telemetry off) ;;
     modelops-default)   # actix's default worker count (one per core it may use)
       CMD=("$RUN/bin/serve" --models "$RUN/models" --port "$port"
-           --drain-seconds 0 --log warn) ;;
+           --drain-seconds 0 --log warn --telemetry off) ;;
     fastapi)
       DIR="$HERE/servers"
       ENVS=(LOAD_ONNX_MODEL="$REPO/models/iris/1/model.onnx"
