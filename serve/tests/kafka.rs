@@ -636,32 +636,42 @@ impl Drop for OwnBroker {
     }
 }
 
-#[test]
-fn exactly_once_across_a_stop_mid_stream_and_a_restart() {
-    let topics = Topics::new(2);
-    let iris = Reference::bundled("iris");
-    let total = 2000;
-    let mut messages = keyed_rows(&iris, total);
+/// Produces `total` keyed iris rows with one poison record a third of the
+/// way in, and returns the flags of an exactly-once scorer that keeps its
+/// transactional id and group instance across restarts, as a pod does
+/// (its init_transactions then fences the instance before it), with
+/// transactions of at most 50 messages: many of them, so that a stop or a
+/// kill lands inside one.
+fn exactly_once_input(topics: &Topics, iris: &Reference, total: usize) -> Vec<String> {
+    let mut messages = keyed_rows(iris, total);
     messages.insert(
         total / 3,
         Outgoing::new(Some("poison"), "[1, 2]").header("model", "iris"),
     );
     produce(&topics.input, &messages);
-
-    // A restart keeps its transactional id and group instance, as a pod
-    // does. (SIGKILLs inside transactions: the next test.)
     let transactional_id = unique("txn");
     let instance = format!("group.instance.id={}", unique("scorer"));
-    let flags = [
+    [
         "--kafka-exactly-once",
-        // Small transactions: many of them, so the stop lands inside one.
         "--kafka-max-in-flight",
         "50",
         "--kafka-transactional-id",
         transactional_id.as_str(),
         "--kafka-property",
         instance.as_str(),
-    ];
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn exactly_once_across_a_stop_mid_stream_and_a_restart() {
+    let topics = Topics::new(2);
+    let iris = Reference::bundled("iris");
+    let total = 2000;
+    // (SIGKILLs inside transactions: the next test.)
+    let flags = exactly_once_input(&topics, &iris, total);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     // Reads only committed transactions.
     let mut results = Reader::new(&topics.output);
     let mut first = topics.scorer(&flags);
@@ -695,37 +705,22 @@ fn exactly_once_across_sigkills_mid_transaction_and_restarts() {
     let topics = Topics::new(2);
     let iris = Reference::bundled("iris");
     let total = 6000;
-    let mut messages = keyed_rows(&iris, total);
-    messages.insert(
-        total / 3,
-        Outgoing::new(Some("poison"), "[1, 2]").header("model", "iris"),
+    let mut flags = exactly_once_input(&topics, &iris, total);
+    flags.extend(
+        [
+            // A transaction's first 30 results go out at once, the rest 50 ms
+            // later: the kills below, which follow results coming out, land in
+            // that window, inside a transaction whose results are written but
+            // not committed (without it, the window between the results and
+            // the commit is a few milliseconds and most kills miss it).
+            "--kafka-property",
+            "batch.num.messages=30",
+            "--kafka-property",
+            "linger.ms=50",
+        ]
+        .map(String::from),
     );
-    produce(&topics.input, &messages);
-
-    // Each restart keeps the transactional id and group instance, as a pod
-    // does: its init_transactions fences the killed instance, and the broker
-    // aborts the transaction the kill left open.
-    let transactional_id = unique("txn");
-    let instance = format!("group.instance.id={}", unique("scorer"));
-    let flags = [
-        "--kafka-exactly-once",
-        // Transactions of at most 50 messages: many of them.
-        "--kafka-max-in-flight",
-        "50",
-        "--kafka-transactional-id",
-        transactional_id.as_str(),
-        "--kafka-property",
-        instance.as_str(),
-        // A transaction's first 30 results go out at once, the rest 50 ms
-        // later: the kills below, which follow results coming out, land in
-        // that window, inside a transaction whose results are written but
-        // not committed (without it, the window between the results and
-        // the commit is a few milliseconds and most kills miss it).
-        "--kafka-property",
-        "batch.num.messages=30",
-        "--kafka-property",
-        "linger.ms=50",
-    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     // Sees results as soon as they are written, before their transaction
     // commits.
     let mut raw = Reader::uncommitted(&topics.output);

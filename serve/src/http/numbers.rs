@@ -170,14 +170,7 @@ impl Parser<'_> {
         at += usize::from(negative);
         let mut mantissa: u64 = 0;
         let integer_start = at;
-        while let Some(digit) = bytes
-            .get(at)
-            .map(|c| c.wrapping_sub(b'0'))
-            .filter(|d| *d < 10)
-        {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
-            at += 1;
-        }
+        at = read_digits(bytes, at, &mut mantissa);
         let mut digits = at - integer_start;
         // JSON's grammar: digits before the point, no leading zero, digits
         // after the point and in the exponent.
@@ -186,14 +179,7 @@ impl Parser<'_> {
         if bytes.get(at) == Some(&b'.') {
             at += 1;
             let fraction_start = at;
-            while let Some(digit) = bytes
-                .get(at)
-                .map(|c| c.wrapping_sub(b'0'))
-                .filter(|d| *d < 10)
-            {
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
-                at += 1;
-            }
+            at = read_digits(bytes, at, &mut mantissa);
             digits += at - fraction_start;
             exponent = -((at - fraction_start) as i64);
             well_formed &= at > fraction_start;
@@ -236,6 +222,21 @@ impl Parser<'_> {
             .parse::<f64>()
             .map_err(|e| format!("invalid number `{}`: {e}", text()))
     }
+}
+
+/// Appends the ASCII digits at `bytes[at..]` to `mantissa` (wrapping: the
+/// caller counts digits); returns where they end.
+#[inline]
+fn read_digits(bytes: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
+    while let Some(digit) = bytes
+        .get(at)
+        .map(|c| c.wrapping_sub(b'0'))
+        .filter(|d| *d < 10)
+    {
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+        at += 1;
+    }
+    at
 }
 
 #[cfg(test)]
