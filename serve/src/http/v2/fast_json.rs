@@ -1,7 +1,8 @@
 //! A fast path for parsing V2 inference requests of the usual shape.
 //!
 //! serde_json reads a 64-row request's numbers through a visitor each, about
-//! 290 instructions per number: most of the request's CPU. This reader
+//! 290 instructions per number: a third of the request's CPU (callgrind,
+//! 74k of 237k instructions; 46k with this reader). This reader
 //! handles the plain shape clients send (the request's known fields, strings
 //! without escapes, numbers) in one pass. Anything else, including every
 //! malformed body, makes it give up (`None`), and serde then parses the body
