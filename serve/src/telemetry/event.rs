@@ -100,7 +100,9 @@ pub struct Document {
     pub outcome: String,
     pub error: Option<String>,
     pub trace_id: Option<String>,
-    pub lineage: Lineage,
+    /// Shared by every document of a request: cloning the map per row was
+    /// a good part of building them.
+    pub lineage: Arc<Lineage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<f64>>,
 }
@@ -142,10 +144,10 @@ impl Prediction {
             outcome: "ok".into(),
             error: None,
             trace_id: self.traceparent.as_deref().and_then(trace_id),
-            lineage: Lineage {
+            lineage: Arc::new(Lineage {
                 manifest: model.manifest.lineage.clone(),
                 ..deployment.clone()
-            },
+            }),
             inputs: None,
         };
         let predictions = match &self.outcome {

@@ -286,7 +286,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::{Lineage, Source};
+    use crate::telemetry::Source;
 
     fn document(version: &str, second: u32, latency_ms: f64, label: Option<&str>) -> Document {
         Document {
@@ -309,7 +309,7 @@ mod tests {
             .into(),
             error: None,
             trace_id: None,
-            lineage: Lineage::default(),
+            lineage: Default::default(),
             inputs: None,
         }
     }
