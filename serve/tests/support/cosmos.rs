@@ -56,7 +56,6 @@ pub fn sdk_env() -> Vec<(&'static str, String)> {
 pub struct Cosmos {
     state: PathBuf,
     pub endpoint: String,
-    pub control: String,
     /// Started by this test: stopped and removed when dropped.
     private: bool,
 }
@@ -80,15 +79,8 @@ impl Cosmos {
     }
 
     fn at(state: PathBuf, private: bool) -> Cosmos {
-        let read = |name: &str| {
-            std::fs::read_to_string(state.join(name))
-                .unwrap_or_else(|e| panic!("{}/{name}: {e}", state.display()))
-                .trim()
-                .to_string()
-        };
         Cosmos {
-            endpoint: read("endpoint"),
-            control: read("control"),
+            endpoint: read_state(&state, "endpoint"),
             state,
             private,
         }
@@ -114,7 +106,9 @@ impl Cosmos {
     /// Sets the faults (see scripts/cosmos-server/README.md); returns the
     /// server's `{"faults", "counters"}`. An empty `body` only reads them.
     pub fn faults(&self, body: &str) -> Value {
-        let rest = self.control.strip_prefix("http://").unwrap();
+        // Read each time: a restart gets a new control port.
+        let control = read_state(&self.state, "control");
+        let rest = control.strip_prefix("http://").unwrap();
         let (hostport, path) = rest.split_at(rest.find('/').unwrap());
         let mut stream = std::net::TcpStream::connect(hostport).unwrap();
         let method = if body.is_empty() { "GET" } else { "POST" };
@@ -188,6 +182,14 @@ impl Drop for Cosmos {
             let _ = std::fs::remove_dir_all(&self.state);
         }
     }
+}
+
+/// A file the start script wrote in the server's state folder.
+fn read_state(state: &Path, name: &str) -> String {
+    std::fs::read_to_string(state.join(name))
+        .unwrap_or_else(|e| panic!("{}/{name}: {e}", state.display()))
+        .trim()
+        .to_string()
 }
 
 fn run(args: &[&str]) {
