@@ -3,9 +3,10 @@
 # (scripts/cosmos-server), side by side in one run: rounds of off / file /
 # cosmos, each a fresh `serve --workers 1` pinned to one core and wrk pinned
 # to the other. The Cosmos DB server stands in for a remote service, which
-# would take no CPU of ours: it runs on the server's core in the SCHED_IDLE
-# class, on what CPU serving leaves (as serve's own telemetry writer does),
-# so that it takes nothing from the load generator. The headline is each
+# takes no CPU of ours: it runs on the load generator's core in the
+# SCHED_IDLE class, on what CPU wrk leaves, so that it takes nothing from
+# either (on the server's core it ran in the gaps between requests, which
+# a remote service never does). The headline is each
 # mode's median requests/s over off's. See bench/README.md.
 #
 # Usage: flock /tmp/modelops-bench.lock bench/telemetry/run.sh
@@ -59,9 +60,9 @@ cargo build --profile release-fast --quiet -p serve --bin serve
 cp "$CARGO_TARGET_DIR/release-fast/serve" "$WORK/serve"
 $TOOL bodies models/iris/test.csv "$WORK/bodies"
 
-taskset -c "$SERVER_CPU" chrt --idle 0 scripts/cosmos-server/run start "$WORK/cosmos" >/dev/null
+taskset -c "$CLIENT_CPU" chrt --idle 0 scripts/cosmos-server/run start "$WORK/cosmos" >/dev/null
 endpoint=$(cat "$WORK/cosmos/endpoint")
-log "Cosmos DB server $endpoint on core $SERVER_CPU (SCHED_IDLE)"
+log "Cosmos DB server $endpoint on core $CLIENT_CPU (SCHED_IDLE)"
 
 # measure MODE: one fresh server, warm-up, one measured wrk run; prints
 # "MODE REQUESTS_PER_S WRITTEN DROPPED".

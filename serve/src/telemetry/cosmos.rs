@@ -4,6 +4,12 @@
 //! of a hundred: the SDK's per-request work dwarfs a document's); the
 //! database and container are created when missing.
 //!
+//! Writes go through the driver under the SDK (`azure_data_cosmos_driver`,
+//! the same crate and version the SDK runs on), handed a batch body this
+//! module serializes straight from the documents: the SDK's
+//! `TransactionalBatch` first turns every document into a
+//! `serde_json::Value`, which was most of a document's cost.
+//!
 //! The SDK's own retries of 429 are switched off: the writer retries with
 //! the server's retry-after, counts each retry and stops at the shutdown
 //! deadline, where the SDK would wait up to 270 s.
@@ -12,14 +18,26 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use azure_data_cosmos::clients::ContainerClient;
-use azure_data_cosmos::models::{BatchResponse, ContainerProperties, PartitionKeyDefinition};
-use azure_data_cosmos::options::{OperationOptionsBuilder, Region, ThrottlingRetryOptionsBuilder};
-use azure_data_cosmos::{
-    AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query,
-    RoutingStrategy, TransactionalBatch,
+use azure_data_cosmos::models::{
+    ContainerProperties, ContainerReference, PartitionKey, PartitionKeyDefinition,
+    TransactionalBatchResponse,
 };
+use azure_data_cosmos::options::{
+    OperationOptions, OperationOptionsBuilder, Region, ThrottlingRetryOptionsBuilder,
+};
+use azure_data_cosmos::{
+    AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
+};
+use azure_data_cosmos_driver::models::{
+    AccountReference as DriverAccount, CosmosOperation, DatabaseReference,
+};
+use azure_data_cosmos_driver::options::DriverOptions;
+use azure_data_cosmos_driver::{CosmosDriver, CosmosDriverRuntime};
 use futures_util::TryStreamExt;
+use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::sink::SinkFuture;
@@ -34,9 +52,12 @@ const PARTITION_KEY: &str = "/model";
 /// The query `serve report` runs, once per model (one partition each).
 const REPORT_QUERY: &str = "SELECT * FROM c WHERE c.model = @model";
 
-/// Operations in one transactional batch at most (the service's limit; its
-/// 2 MB payload limit leaves ~20 kB per document).
+/// Operations in one transactional batch at most (the service's limit).
 const MAX_BATCH: usize = 100;
+
+/// A batch body at most (the service's 2 MB request limit, less room for
+/// the envelope): a larger one is written in halves.
+const MAX_BATCH_BYTES: usize = 2_000_000;
 
 /// A write that takes longer than this is abandoned and retried (a server
 /// that stopped answering holds the connection open).
@@ -72,32 +93,39 @@ impl fmt::Debug for CosmosSettings {
 /// again after the container went missing, e.g. a restarted emulator).
 pub struct CosmosSink {
     settings: CosmosSettings,
-    container: Mutex<Option<ContainerClient>>,
+    connection: Mutex<Option<Connection>>,
     /// Why the account refused us for good (a wrong key): not asked again.
     refused: OnceLock<String>,
+}
+
+/// A driver for the account and the container's resolved reference.
+#[derive(Clone)]
+struct Connection {
+    driver: Arc<CosmosDriver>,
+    container: ContainerReference,
 }
 
 impl CosmosSink {
     pub fn new(settings: CosmosSettings) -> CosmosSink {
         CosmosSink {
             settings,
-            container: Mutex::new(None),
+            connection: Mutex::new(None),
             refused: OnceLock::new(),
         }
     }
 
-    async fn container(&self) -> Result<ContainerClient, SinkError> {
+    async fn connection(&self) -> Result<Connection, SinkError> {
         if let Some(reason) = self.refused.get() {
             return Err(SinkError::Permanent(reason.clone()));
         }
-        let mut slot = self.container.lock().await;
-        if let Some(container) = &*slot {
-            return Ok(container.clone());
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = &*slot {
+            return Ok(connection.clone());
         }
-        match open(&self.settings, true).await.map_err(|e| classify(&e)) {
-            Ok(container) => {
-                *slot = Some(container.clone());
-                Ok(container)
+        match connect(&self.settings).await.map_err(|e| classify(&e)) {
+            Ok(connection) => {
+                *slot = Some(connection.clone());
+                Ok(connection)
             }
             Err(SinkError::Permanent(reason)) => Err(SinkError::Permanent(
                 self.refused.get_or_init(|| reason).clone(),
@@ -109,7 +137,7 @@ impl CosmosSink {
 
 impl Sink for CosmosSink {
     fn connect(&self) -> SinkFuture<'_> {
-        Box::pin(async { self.container().await.map(drop) })
+        Box::pin(async { self.connection().await.map(drop) })
     }
 
     fn max_batch(&self) -> usize {
@@ -121,38 +149,83 @@ impl Sink for CosmosSink {
             let Some(first) = documents.first() else {
                 return Ok(());
             };
-            let mut batch = TransactionalBatch::new(first.model.clone());
-            for document in documents {
-                batch = batch
-                    .upsert_item(document, None)
-                    .map_err(|e| SinkError::Permanent(e.to_string()))?;
+            let bodies = batch_bodies(documents, MAX_BATCH_BYTES)
+                .map_err(|e| SinkError::Permanent(e.to_string()))?;
+            // Upserts: a part written before another failed is written
+            // again harmlessly when the whole is retried.
+            for body in bodies {
+                self.write_batch(&first.model, body).await?;
             }
-            let container = self.container().await?;
-            let write = container.execute_transactional_batch(batch, None);
-            let error = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                Ok(Ok(response)) => return batch_outcome(response),
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    return Err(SinkError::Retryable {
-                        reason: format!("no answer within {WRITE_TIMEOUT:?}"),
-                        after: None,
-                    })
-                }
-            };
-            if error.status().is_not_found() {
-                // Upserts do not miss documents: the container (or the
-                // database) is gone. Create it again on the next attempt.
-                *self.container.lock().await = None;
-            }
-            Err(classify(&error))
+            Ok(())
         })
     }
 }
 
+impl CosmosSink {
+    /// One transactional batch of `model`'s partition.
+    async fn write_batch(&self, model: &str, body: Vec<u8>) -> Result<(), SinkError> {
+        let Connection { driver, container } = self.connection().await?;
+        let operation = CosmosOperation::batch(container, PartitionKey::from(model.to_string()))
+            .with_body(body);
+        let write = driver.execute_singleton_operation(operation, OperationOptions::default());
+        let error = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(response)) => return batch_outcome(response.into_body().into_single()),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                return Err(SinkError::Retryable {
+                    reason: format!("no answer within {WRITE_TIMEOUT:?}"),
+                    after: None,
+                })
+            }
+        };
+        if error.status().is_not_found() {
+            // Upserts do not miss documents: the container (or the
+            // database) is gone. Create it again on the next attempt.
+            *self.connection.lock().await = None;
+        }
+        Err(classify(&error))
+    }
+}
+
+/// One operation of a transactional batch's body, as the service reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Upsert<'a> {
+    operation_type: &'static str,
+    resource_body: &'a Document,
+}
+
+/// The bodies of the batches `documents` go in: one, or (recursively)
+/// halves when a body would be larger than `max_bytes`.
+fn batch_bodies(documents: &[Document], max_bytes: usize) -> serde_json::Result<Vec<Vec<u8>>> {
+    let body = batch_body(documents)?;
+    if body.len() <= max_bytes || documents.len() <= 1 {
+        return Ok(vec![body]);
+    }
+    let (left, right) = documents.split_at(documents.len() / 2);
+    let mut bodies = batch_bodies(left, max_bytes)?;
+    bodies.extend(batch_bodies(right, max_bytes)?);
+    Ok(bodies)
+}
+
+/// A batch's JSON body: an upsert per document.
+fn batch_body(documents: &[Document]) -> serde_json::Result<Vec<u8>> {
+    let operations: Vec<Upsert<'_>> = documents
+        .iter()
+        .map(|document| Upsert {
+            operation_type: "Upsert",
+            resource_body: document,
+        })
+        .collect();
+    serde_json::to_vec(&operations)
+}
+
 /// A batch the service answered: every operation done, or why not (an
 /// atomic batch fails whole; the operation at fault says why).
-fn batch_outcome(response: BatchResponse) -> Result<(), SinkError> {
-    let results = response.into_model().map_err(|e| SinkError::Retryable {
+fn batch_outcome(
+    response: Result<TransactionalBatchResponse, CosmosError>,
+) -> Result<(), SinkError> {
+    let results = response.map_err(|e| SinkError::Retryable {
         reason: format!("unreadable batch response: {e}"),
         after: None,
     })?;
@@ -174,40 +247,95 @@ fn batch_outcome(response: BatchResponse) -> Result<(), SinkError> {
     }
 }
 
-/// A client for `settings`' container; with `create`, the database and
-/// container are created when missing.
-async fn open(settings: &CosmosSettings, create: bool) -> Result<ContainerClient, CosmosError> {
-    let endpoint: AccountEndpoint = settings.endpoint.parse()?;
-    let account = AccountReference::with_authentication_key(endpoint, settings.key.clone());
-    let no_throttle_retries = OperationOptionsBuilder::new()
+/// No retries of 429 inside the SDK or driver: the writer retries, counts
+/// and honours the shutdown deadline.
+fn no_throttle_retries() -> OperationOptions {
+    OperationOptionsBuilder::new()
         .with_throttling_retry_options(
             ThrottlingRetryOptionsBuilder::new()
                 .with_max_retry_count(0)
                 .build(),
         )
-        .build();
-    let regions = settings
+        .build()
+}
+
+fn regions(settings: &CosmosSettings) -> Vec<Region> {
+    settings
         .regions
         .iter()
         .map(|r| Region::from(r.clone()))
-        .collect();
-    // `build` reads the account: a wrong key or endpoint fails here.
-    let client = CosmosClient::builder()
-        .with_default_operation_options(no_throttle_retries)
-        .build(account, RoutingStrategy::PreferredRegions(regions))
+        .collect()
+}
+
+/// A driver for the account (reading it: a wrong key or endpoint fails
+/// here) with the database and container created when missing.
+async fn connect(settings: &CosmosSettings) -> Result<Connection, CosmosError> {
+    let endpoint: AccountEndpoint = settings.endpoint.parse()?;
+    let account = DriverAccount::with_account_key(endpoint.into_url(), settings.key.clone());
+    let options = DriverOptions::builder(account.clone())
+        .with_preferred_regions(regions(settings))
+        .with_operation_options(no_throttle_retries())
+        .build();
+    let driver = CosmosDriverRuntime::builder()
+        .build()
+        .await?
+        .create_driver(options)
         .await?;
-    if create {
-        ignore_conflict(client.create_database(&settings.database, None).await)?;
+    #[derive(Serialize)]
+    struct Database<'a> {
+        id: &'a str,
     }
-    let database = client.database_client(&settings.database);
-    if create {
-        let properties = ContainerProperties::new(
-            settings.container.clone(),
-            PartitionKeyDefinition::from(PARTITION_KEY),
-        );
-        ignore_conflict(database.create_container(properties, None).await)?;
-    }
-    database.container_client(&settings.container, None).await
+    let database = serde_json::to_vec(&Database {
+        id: &settings.database,
+    })?;
+    let database_operation = CosmosOperation::create_database(account.clone()).with_body(database);
+    create_if_missing(&driver, database_operation).await?;
+    let container = serde_json::to_vec(&ContainerProperties::new(
+        settings.container.clone(),
+        PartitionKeyDefinition::from(PARTITION_KEY),
+    ))?;
+    let database = DatabaseReference::from_name(account, settings.database.clone());
+    create_if_missing(
+        &driver,
+        CosmosOperation::create_container(database).with_body(container),
+    )
+    .await?;
+    let container = driver
+        .resolve_container(
+            &settings.database,
+            &settings.container,
+            OperationOptions::default(),
+        )
+        .await?;
+    Ok(Connection { driver, container })
+}
+
+async fn create_if_missing(
+    driver: &CosmosDriver,
+    operation: CosmosOperation,
+) -> Result<(), CosmosError> {
+    ignore_conflict(
+        driver
+            .execute_singleton_operation(operation, OperationOptions::default())
+            .await,
+    )
+}
+
+/// The SDK's client for `settings`' container (queries), which must exist.
+async fn open(settings: &CosmosSettings) -> Result<ContainerClient, CosmosError> {
+    let endpoint: AccountEndpoint = settings.endpoint.parse()?;
+    let account = AccountReference::with_authentication_key(endpoint, settings.key.clone());
+    let client = CosmosClient::builder()
+        .with_default_operation_options(no_throttle_retries())
+        .build(
+            account,
+            RoutingStrategy::PreferredRegions(regions(settings)),
+        )
+        .await?;
+    client
+        .database_client(&settings.database)
+        .container_client(&settings.container, None)
+        .await
 }
 
 /// A 409 on create means it exists: what was wanted.
@@ -241,7 +369,7 @@ pub async fn query_model(
     model: &str,
 ) -> Result<Vec<Document>, TelemetryError> {
     let cosmos = |e: CosmosError| TelemetryError::Cosmos(e.to_string());
-    let container = open(settings, false).await.map_err(cosmos)?;
+    let container = open(settings).await.map_err(cosmos)?;
     let query = Query::from(REPORT_QUERY)
         .with_parameter("@model", model)
         .map_err(cosmos)?;
@@ -254,5 +382,54 @@ pub async fn query_model(
         // A container nobody wrote to yet has no documents of this model.
         Err(e) if e.status().is_not_found() => Ok(Vec::new()),
         Err(e) => Err(cosmos(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(id: usize) -> Document {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("doc-{id}"), "request_id": null, "model": "iris", "version": "1",
+            "model_sha256": "00", "source": "rest", "timestamp": "2026-01-01T00:00:00.000000Z",
+            "latency_ms": 0.5, "row": 0, "label": "setosa", "probabilities": {"setosa": 1.0},
+            "outcome": "ok", "error": null, "trace_id": null, "lineage": {}
+        }))
+        .unwrap()
+    }
+
+    /// The documents a body upserts, checking each operation's shape.
+    fn upserted(body: &[u8]) -> Vec<Document> {
+        let operations: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap();
+        operations
+            .into_iter()
+            .map(|operation| {
+                assert_eq!(operation["operationType"], "Upsert");
+                serde_json::from_value(operation["resourceBody"].clone()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_upserts_every_document_and_one_too_large_is_written_in_halves() {
+        let documents: Vec<Document> = (0..10).map(document).collect();
+        let whole = batch_bodies(&documents, MAX_BATCH_BYTES).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(upserted(&whole[0]), documents);
+
+        // Room for about three documents a body: every body fits, and the
+        // bodies together upsert every document once, in order.
+        let one = batch_body(&documents[..1]).unwrap().len();
+        let bodies = batch_bodies(&documents, 3 * one).unwrap();
+        assert!(bodies.len() >= 4, "{} bodies", bodies.len());
+        assert!(bodies.iter().all(|body| body.len() <= 3 * one));
+        let written: Vec<Document> = bodies.iter().flat_map(|b| upserted(b)).collect();
+        assert_eq!(written, documents);
+
+        // A single document larger than the limit still goes alone (the
+        // service refuses it, and the writer counts it).
+        let alone = batch_bodies(&documents[..1], 10).unwrap();
+        assert_eq!(alone.len(), 1);
     }
 }

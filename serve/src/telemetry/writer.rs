@@ -314,11 +314,15 @@ struct Pending {
 impl Pending {
     fn push(&mut self, documents: Vec<Document>) {
         for document in documents {
-            let queue = self.models.entry(document.model.clone()).or_default();
-            if queue.is_empty() {
-                self.order.push_back(document.model.clone());
+            // Looked up by reference: the name is copied once per model
+            // waiting, not once per document.
+            if let Some(queue) = self.models.get_mut(&document.model) {
+                queue.push_back(document);
+                continue;
             }
-            queue.push_back(document);
+            self.order.push_back(document.model.clone());
+            self.models
+                .insert(document.model.clone(), VecDeque::from([document]));
         }
     }
 
