@@ -6,9 +6,9 @@
 //!
 //! Writes go through the driver under the SDK (`azure_data_cosmos_driver`,
 //! the same crate and version the SDK runs on), handed a batch body this
-//! module serializes straight from the documents: the SDK's
-//! `TransactionalBatch` first turns every document into a
-//! `serde_json::Value`, which was most of a document's cost.
+//! module joins from the encoded documents: the SDK's `TransactionalBatch`
+//! turns every document into a `serde_json::Value` first, which cost more
+//! than the rest of the write.
 //!
 //! The SDK's own retries of 429 are switched off: the writer retries with
 //! the server's retry-after, counts each retry and stops at the shutdown
@@ -23,7 +23,6 @@ use std::sync::Arc;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{
     ContainerProperties, ContainerReference, PartitionKey, PartitionKeyDefinition,
-    TransactionalBatchResponse,
 };
 use azure_data_cosmos::options::{
     OperationOptions, OperationOptionsBuilder, Region, ThrottlingRetryOptionsBuilder,
@@ -32,16 +31,16 @@ use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
 };
 use azure_data_cosmos_driver::models::{
-    AccountReference as DriverAccount, CosmosOperation, DatabaseReference,
+    AccountReference as DriverAccount, CosmosOperation, CosmosResponse, DatabaseReference,
 };
 use azure_data_cosmos_driver::options::DriverOptions;
 use azure_data_cosmos_driver::{CosmosDriver, CosmosDriverRuntime};
 use futures_util::TryStreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::sink::SinkFuture;
-use super::{Document, Sink, SinkError, TelemetryError};
+use super::{Document, EncodedDocument, Sink, SinkError, TelemetryError};
 
 /// A batch operation not done because another one failed.
 const FAILED_DEPENDENCY: u16 = 424;
@@ -144,16 +143,14 @@ impl Sink for CosmosSink {
         MAX_BATCH
     }
 
-    fn write<'a>(&'a self, documents: &'a [Document]) -> SinkFuture<'a> {
+    fn write<'a>(&'a self, documents: &'a [EncodedDocument]) -> SinkFuture<'a> {
         Box::pin(async move {
             let Some(first) = documents.first() else {
                 return Ok(());
             };
-            let bodies = batch_bodies(documents, MAX_BATCH_BYTES)
-                .map_err(|e| SinkError::Permanent(e.to_string()))?;
             // Upserts: a part written before another failed is written
             // again harmlessly when the whole is retried.
-            for body in bodies {
+            for body in batch_bodies(documents, MAX_BATCH_BYTES) {
                 self.write_batch(&first.model, body).await?;
             }
             Ok(())
@@ -169,7 +166,7 @@ impl CosmosSink {
             .with_body(body);
         let write = driver.execute_singleton_operation(operation, OperationOptions::default());
         let error = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(response)) => return batch_outcome(response.into_body().into_single()),
+            Ok(Ok(response)) => return batch_outcome(response),
             Ok(Err(e)) => e,
             Err(_) => {
                 return Err(SinkError::Retryable {
@@ -187,61 +184,77 @@ impl CosmosSink {
     }
 }
 
-/// One operation of a transactional batch's body, as the service reads it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Upsert<'a> {
-    operation_type: &'static str,
-    resource_body: &'a Document,
-}
+/// What opens each operation of a transactional batch's body; the
+/// document follows, then `}`.
+const UPSERT: &[u8] = br#"{"operationType":"Upsert","resourceBody":"#;
 
-/// The bodies of the batches `documents` go in: one, or (recursively)
-/// halves when a body would be larger than `max_bytes`.
-fn batch_bodies(documents: &[Document], max_bytes: usize) -> serde_json::Result<Vec<Vec<u8>>> {
-    let body = batch_body(documents)?;
-    if body.len() <= max_bytes || documents.len() <= 1 {
-        return Ok(vec![body]);
+/// The bodies of the batches `documents` go in (a JSON array of upserts
+/// each), in order: as few as keep each within `max_bytes` (a single
+/// document larger than that goes alone, for the service to refuse).
+fn batch_bodies(documents: &[EncodedDocument], max_bytes: usize) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    for document in documents {
+        let operation = UPSERT.len() + document.json.len() + 1;
+        if !body.is_empty() && body.len() + 1 + operation + 1 > max_bytes {
+            body.push(b']');
+            bodies.push(std::mem::take(&mut body));
+        }
+        body.push(if body.is_empty() { b'[' } else { b',' });
+        body.extend_from_slice(UPSERT);
+        body.extend_from_slice(&document.json);
+        body.push(b'}');
     }
-    let (left, right) = documents.split_at(documents.len() / 2);
-    let mut bodies = batch_bodies(left, max_bytes)?;
-    bodies.extend(batch_bodies(right, max_bytes)?);
-    Ok(bodies)
+    if !body.is_empty() {
+        body.push(b']');
+        bodies.push(body);
+    }
+    bodies
 }
 
-/// A batch's JSON body: an upsert per document.
-fn batch_body(documents: &[Document]) -> serde_json::Result<Vec<u8>> {
-    let operations: Vec<Upsert<'_>> = documents
-        .iter()
-        .map(|document| Upsert {
-            operation_type: "Upsert",
-            resource_body: document,
-        })
-        .collect();
-    serde_json::to_vec(&operations)
+/// An operation's outcome in a batch response; the rest of it (the
+/// document again, unless the service honoured `Prefer: return=minimal`)
+/// is skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationResult {
+    status_code: u16,
+    #[serde(default)]
+    retry_after_milliseconds: Option<u64>,
 }
 
 /// A batch the service answered: every operation done, or why not (an
 /// atomic batch fails whole; the operation at fault says why).
-fn batch_outcome(
-    response: Result<TransactionalBatchResponse, CosmosError>,
-) -> Result<(), SinkError> {
-    let results = response.map_err(|e| SinkError::Retryable {
-        reason: format!("unreadable batch response: {e}"),
-        after: None,
-    })?;
+fn batch_outcome(response: CosmosResponse) -> Result<(), SinkError> {
+    let body = response
+        .into_body()
+        .single()
+        .map_err(|e| SinkError::Retryable {
+            reason: format!("unreadable batch response: {e}"),
+            after: None,
+        })?;
+    batch_results(&body)
+}
+
+/// [`batch_outcome`] from the response's body.
+fn batch_results(body: &[u8]) -> Result<(), SinkError> {
+    let results: Vec<OperationResult> =
+        serde_json::from_slice(body).map_err(|e| SinkError::Retryable {
+            reason: format!("unreadable batch response: {e}"),
+            after: None,
+        })?;
     let Some(failed) = results
-        .results()
         .iter()
-        .find(|r| !r.is_success() && r.status_code() != FAILED_DEPENDENCY)
+        .find(|r| !(200..300).contains(&r.status_code) && r.status_code != FAILED_DEPENDENCY)
     else {
         return Ok(());
     };
-    let status = failed.status_code();
+    let status = failed.status_code;
     let reason = format!("a batch operation failed with {status}");
     match status {
         408 | 429 | 449 | 503 => Err(SinkError::Retryable {
             reason,
-            after: failed.retry_after(),
+            after: failed.retry_after_milliseconds.map(Duration::from_millis),
         }),
         _ => Err(SinkError::Permanent(reason)),
     }
@@ -389,14 +402,18 @@ pub async fn query_model(
 mod tests {
     use super::*;
 
-    fn document(id: usize) -> Document {
-        serde_json::from_value(serde_json::json!({
+    fn document(id: usize) -> EncodedDocument {
+        let json = serde_json::to_vec(&serde_json::json!({
             "id": format!("doc-{id}"), "request_id": null, "model": "iris", "version": "1",
             "model_sha256": "00", "source": "rest", "timestamp": "2026-01-01T00:00:00.000000Z",
             "latency_ms": 0.5, "row": 0, "label": "setosa", "probabilities": {"setosa": 1.0},
             "outcome": "ok", "error": null, "trace_id": null, "lineage": {}
         }))
-        .unwrap()
+        .unwrap();
+        EncodedDocument {
+            model: "iris".into(),
+            json,
+        }
     }
 
     /// The documents a body upserts, checking each operation's shape.
@@ -412,24 +429,47 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_upserts_every_document_and_one_too_large_is_written_in_halves() {
-        let documents: Vec<Document> = (0..10).map(document).collect();
-        let whole = batch_bodies(&documents, MAX_BATCH_BYTES).unwrap();
+    fn a_batch_upserts_every_document_and_one_too_large_is_split_in_order() {
+        let encoded: Vec<EncodedDocument> = (0..10).map(document).collect();
+        let documents: Vec<Document> = encoded.iter().map(|d| d.decode().unwrap()).collect();
+        let whole = batch_bodies(&encoded, MAX_BATCH_BYTES);
         assert_eq!(whole.len(), 1);
         assert_eq!(upserted(&whole[0]), documents);
 
-        // Room for about three documents a body: every body fits, and the
-        // bodies together upsert every document once, in order.
-        let one = batch_body(&documents[..1]).unwrap().len();
-        let bodies = batch_bodies(&documents, 3 * one).unwrap();
-        assert!(bodies.len() >= 4, "{} bodies", bodies.len());
-        assert!(bodies.iter().all(|body| body.len() <= 3 * one));
+        // Room for three documents a body: every body fits, and the bodies
+        // together upsert every document once, in order.
+        let three = batch_bodies(&encoded[..3], MAX_BATCH_BYTES)[0].len();
+        let bodies = batch_bodies(&encoded, three);
+        assert_eq!(bodies.len(), 4);
+        assert!(bodies.iter().all(|body| body.len() <= three));
         let written: Vec<Document> = bodies.iter().flat_map(|b| upserted(b)).collect();
         assert_eq!(written, documents);
 
         // A single document larger than the limit still goes alone (the
         // service refuses it, and the writer counts it).
-        let alone = batch_bodies(&documents[..1], 10).unwrap();
-        assert_eq!(alone.len(), 1);
+        assert_eq!(batch_bodies(&encoded[..2], 10).len(), 2);
+    }
+
+    #[test]
+    fn a_batch_response_names_the_failed_operation_and_when_to_retry() {
+        let ok = r#"[{"statusCode":200,"resourceBody":{"id":"a"}},{"statusCode":201}]"#;
+        assert!(batch_results(ok.as_bytes()).is_ok());
+        let throttled = r#"[{"statusCode":424},{"statusCode":429,"retryAfterMilliseconds":30}]"#;
+        match batch_results(throttled.as_bytes()) {
+            Err(SinkError::Retryable { reason, after }) => {
+                assert!(reason.contains("429"), "{reason}");
+                assert_eq!(after, Some(Duration::from_millis(30)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = r#"[{"statusCode":400},{"statusCode":424}]"#;
+        assert!(matches!(
+            batch_results(refused.as_bytes()),
+            Err(SinkError::Permanent(reason)) if reason.contains("400")
+        ));
+        assert!(matches!(
+            batch_results(b"<html>"),
+            Err(SinkError::Retryable { .. })
+        ));
     }
 }

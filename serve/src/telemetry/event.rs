@@ -76,7 +76,8 @@ pub struct Lineage {
     pub image_digest: Option<String>,
 }
 
-/// One telemetry document: one row's prediction, or one failed request.
+/// One telemetry document: one row's prediction, or one failed request, as
+/// read back from a store ([`Prediction::encode`] writes them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
     /// Unique per document (Cosmos' `id`).
@@ -107,14 +108,81 @@ pub struct Document {
     pub inputs: Option<Vec<f64>>,
 }
 
+/// A document as the stores take it: its JSON and its partition (model).
+/// Documents are encoded once, on the writer thread, straight from the
+/// [`Prediction`]; [`Document`] is what reading them back gives.
+#[derive(Debug, Clone)]
+pub struct EncodedDocument {
+    pub model: Arc<str>,
+    pub json: Vec<u8>,
+}
+
+impl EncodedDocument {
+    pub fn decode(&self) -> serde_json::Result<Document> {
+        serde_json::from_slice(&self.json)
+    }
+}
+
+/// What every document of one model version carries, encoded once: the
+/// larger part of a document (sha256, lineage, class names).
+#[derive(Debug)]
+pub struct ModelFragments {
+    model: Arc<str>,
+    /// `"model":…,"version":…,"model_sha256":…,`
+    identity: Vec<u8>,
+    /// `"lineage":{…}`
+    lineage: Vec<u8>,
+    /// Each class' label as JSON, in probability-column order.
+    labels: Vec<Vec<u8>>,
+    /// Each class' name as a JSON object key, with its colon.
+    keys: Vec<Vec<u8>>,
+}
+
+impl ModelFragments {
+    pub fn new(model: &LoadedModel, deployment: &Lineage) -> ModelFragments {
+        let mut identity = Vec::new();
+        field(&mut identity, "model", &model.name);
+        field(&mut identity, "version", &model.version.to_string());
+        field(&mut identity, "model_sha256", &model.sha256);
+        let mut lineage = b"\"lineage\":".to_vec();
+        json(
+            &mut lineage,
+            &Lineage {
+                manifest: model.manifest.lineage.clone(),
+                ..deployment.clone()
+            },
+        );
+        let labels = &model.signature.labels;
+        let classes = 0..model.signature.classes();
+        ModelFragments {
+            model: model.name.as_str().into(),
+            identity,
+            lineage,
+            labels: classes.clone().map(|c| encoded(&labels.json(c))).collect(),
+            keys: classes
+                .map(|c| {
+                    let mut key = encoded(&labels.text(c));
+                    key.push(b':');
+                    key
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Prediction {
-    /// The documents for this request: one per row, or one for a failure.
-    /// `sequence` numbers REST requests within this process (`process`).
-    pub fn documents(&self, process: &str, sequence: u64, deployment: &Lineage) -> Vec<Document> {
-        let model = &*self.model;
+    /// The documents for this request, encoded: one per row, or one for a
+    /// failure. `sequence` numbers REST requests within this process
+    /// (`process`). The fields are [`Document`]'s, in its order.
+    pub fn encode(
+        &self,
+        process: &str,
+        sequence: u64,
+        fragments: &ModelFragments,
+    ) -> Vec<EncodedDocument> {
         let (request_id, id_prefix, source) = match &self.origin {
             Origin::Rest { request_id } => (
-                request_id.clone(),
+                request_id.as_deref(),
                 format!("{process}-{sequence:x}"),
                 Source::Rest,
             ),
@@ -124,76 +192,106 @@ impl Prediction {
                 partition,
                 offset,
             } => (
-                Some(request_id.clone()),
+                Some(request_id.as_str()),
                 format!("{topic}-{partition}-{offset}"),
                 Source::Kafka,
             ),
         };
-        let base = Document {
-            id: String::new(),
-            request_id,
-            model: model.name.clone(),
-            version: model.version.to_string(),
-            model_sha256: model.sha256.clone(),
-            source,
-            timestamp: timestamp(self.at),
-            latency_ms: self.latency.as_secs_f64() * 1e3,
-            row: None,
-            label: None,
-            probabilities: None,
-            outcome: "ok".into(),
-            error: None,
-            trace_id: self.traceparent.as_deref().and_then(trace_id),
-            lineage: Arc::new(Lineage {
-                manifest: model.manifest.lineage.clone(),
-                ..deployment.clone()
-            }),
-            inputs: None,
+        // What follows each document's id, up to its row.
+        let mut head = Vec::with_capacity(256);
+        field(&mut head, "request_id", &request_id);
+        head.extend_from_slice(&fragments.identity);
+        field(&mut head, "source", &source);
+        field(&mut head, "timestamp", &timestamp(self.at));
+        field(&mut head, "latency_ms", &(self.latency.as_secs_f64() * 1e3));
+        // What follows its outcome.
+        let mut tail = Vec::with_capacity(64 + fragments.lineage.len());
+        field(
+            &mut tail,
+            "trace_id",
+            &self.traceparent.as_deref().and_then(trace_id),
+        );
+        tail.extend_from_slice(&fragments.lineage);
+        let document = |id: &str, middle: &[u8], inputs: Option<&[f64]>| {
+            let mut out = Vec::with_capacity(32 + head.len() + middle.len() + tail.len());
+            out.push(b'{');
+            field(&mut out, "id", id);
+            out.extend_from_slice(&head);
+            out.extend_from_slice(middle);
+            out.extend_from_slice(&tail);
+            if let Some(inputs) = inputs {
+                out.extend_from_slice(b",\"inputs\":");
+                json(&mut out, inputs);
+            }
+            out.push(b'}');
+            EncodedDocument {
+                model: fragments.model.clone(),
+                json: out,
+            }
         };
         let predictions = match &self.outcome {
             Ok(predictions) => predictions,
             Err(error) => {
-                return vec![Document {
-                    id: format!("{id_prefix}-error"),
-                    outcome: error.kind().to_string(),
-                    error: Some(error.to_string()),
-                    inputs: self.inputs.clone(),
-                    ..base
-                }]
+                let mut middle = b"\"row\":null,\"label\":null,\"probabilities\":null,".to_vec();
+                field(&mut middle, "outcome", error.kind());
+                field(&mut middle, "error", &error.to_string());
+                let id = format!("{id_prefix}-error");
+                return vec![document(&id, &middle, self.inputs.as_deref())];
             }
         };
-        let labels = &model.signature.labels;
-        let features = model.signature.features;
+        let features = self.model.signature.features;
+        let mut middle = Vec::with_capacity(128);
         (0..predictions.rows)
-            .map(|row| Document {
-                id: format!("{id_prefix}-{row}"),
-                row: Some(row),
-                label: Some(labels.json(predictions.label_indices[row])),
-                probabilities: Some(
-                    predictions
-                        .row(row)
-                        .iter()
-                        .enumerate()
-                        .map(|(class, &p)| (labels.text(class), p))
-                        .collect(),
-                ),
-                inputs: self
+            .map(|row| {
+                middle.clear();
+                field(&mut middle, "row", &row);
+                middle.extend_from_slice(b"\"label\":");
+                middle.extend_from_slice(&fragments.labels[predictions.label_indices[row]]);
+                middle.extend_from_slice(b",\"probabilities\":{");
+                for (class, p) in predictions.row(row).iter().enumerate() {
+                    if class > 0 {
+                        middle.push(b',');
+                    }
+                    middle.extend_from_slice(&fragments.keys[class]);
+                    json(&mut middle, p);
+                }
+                middle.extend_from_slice(b"},\"outcome\":\"ok\",\"error\":null,");
+                let inputs = self
                     .inputs
                     .as_ref()
-                    .and_then(|x| x.get(row * features..(row + 1) * features))
-                    .map(<[f64]>::to_vec),
-                ..base.clone()
+                    .and_then(|x| x.get(row * features..(row + 1) * features));
+                document(&format!("{id_prefix}-{row}"), &middle, inputs)
             })
             .collect()
     }
 
-    /// How many documents [`Self::documents`] makes, without making them.
+    /// How many documents [`Self::encode`] makes, without making them.
     pub fn document_count(&self) -> usize {
         match &self.outcome {
             Ok(predictions) => predictions.rows,
             Err(_) => 1,
         }
     }
+}
+
+/// Appends `value` as JSON.
+fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("strings, numbers and string-keyed maps encode");
+}
+
+fn encoded<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    json(&mut out, value);
+    out
+}
+
+/// Appends `"name":value,`.
+fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) {
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json(out, value);
+    out.push(b',');
 }
 
 fn timestamp(at: SystemTime) -> String {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::sink::SinkFuture;
-use super::{Document, Sink, SinkError, TelemetryError};
+use super::{Document, EncodedDocument, Sink, SinkError, TelemetryError};
 
 /// Appends one JSON document per line. A document written again after a
 /// failed flush may appear twice; readers keep the last line per `id`.
@@ -53,12 +53,12 @@ impl Sink for FileSink {
         MAX_BATCH
     }
 
-    fn write<'a>(&'a self, documents: &'a [Document]) -> SinkFuture<'a> {
+    fn write<'a>(&'a self, documents: &'a [EncodedDocument]) -> SinkFuture<'a> {
         Box::pin(async move {
-            let mut lines = Vec::with_capacity(documents.len() * 800);
+            let size = documents.iter().map(|d| d.json.len() + 1).sum();
+            let mut lines = Vec::with_capacity(size);
             for document in documents {
-                serde_json::to_writer(&mut lines, document)
-                    .map_err(|e| SinkError::Permanent(e.to_string()))?;
+                lines.extend_from_slice(&document.json);
                 lines.push(b'\n');
             }
             let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,9 +117,13 @@ mod tests {
                 r#"{{"id":"{id}","request_id":null,"model":"iris","version":"1","model_sha256":"00","source":"kafka","timestamp":"2026-01-01T00:00:00.000000Z","latency_ms":{latency_ms},"row":0,"label":"setosa","probabilities":{{"setosa":1.0}},"outcome":"ok","error":null,"trace_id":null,"lineage":{{}}}}"#
             )
         };
-        let first: Document = serde_json::from_str(&line("a", 1.0)).unwrap();
-        let again: Document = serde_json::from_str(&line("a", 2.0)).unwrap();
-        let other: Document = serde_json::from_str(&line("b", 3.0)).unwrap();
+        let encoded = |line: String| EncodedDocument {
+            model: "iris".into(),
+            json: line.into_bytes(),
+        };
+        let first = encoded(line("a", 1.0));
+        let again = encoded(line("a", 2.0));
+        let other = encoded(line("b", 3.0));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -131,7 +135,8 @@ mod tests {
             .unwrap();
         sink.flush().unwrap();
         let documents = read_documents(&path).unwrap();
-        assert_eq!(documents, vec![again, other]);
+        let expected = [again, other].map(|d| d.decode().unwrap());
+        assert_eq!(documents, expected);
         std::fs::write(&path, "{\"id\": 1}\n").unwrap();
         let error = read_documents(&path).unwrap_err().to_string();
         assert!(

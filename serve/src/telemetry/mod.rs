@@ -2,9 +2,10 @@
 //! request), from REST and Kafka alike, written to a store in the background.
 //!
 //! Scoring never waits for it: a request's predictions go into a bounded
-//! queue as they are ([`Prediction`]); a writer thread turns them into
-//! documents ([`Document`]: model, version, sha256, lineage, latency, label,
-//! probabilities, outcome) and writes them with bounded concurrency,
+//! queue as they are ([`Prediction`]); a writer thread encodes them into
+//! JSON documents ([`Document`]'s fields: model, version, sha256, lineage,
+//! latency, label, probabilities, outcome) and writes them with bounded
+//! concurrency,
 //! retrying what the store says may succeed later. When the queue is full,
 //! documents are dropped and counted. On shutdown the queue is flushed
 //! within a deadline. [`report`] reads the documents back.
@@ -26,7 +27,9 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use cosmos::{CosmosSettings, CosmosSink};
-pub use event::{Document, Lineage, Origin, Prediction, Source, TRACEPARENT_HEADER};
+pub use event::{
+    Document, EncodedDocument, Lineage, Origin, Prediction, Source, TRACEPARENT_HEADER,
+};
 pub use file::FileSink;
 pub use sink::{Sink, SinkError, SinkFuture};
 pub use writer::{OnRefused, Telemetry, TelemetryOptions};

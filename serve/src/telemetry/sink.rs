@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::Document;
+use super::EncodedDocument;
 
 /// Why a write (or connecting) failed, and whether it is worth trying again.
 #[derive(Debug, Clone, Error)]
@@ -44,7 +44,7 @@ pub trait Sink: Send + Sync + 'static {
     /// configured concurrency) and again with the same documents after a
     /// retryable error: writing the same `id` twice must not make two
     /// documents.
-    fn write<'a>(&'a self, documents: &'a [Document]) -> SinkFuture<'a>;
+    fn write<'a>(&'a self, documents: &'a [EncodedDocument]) -> SinkFuture<'a>;
 
     /// Makes what was written durable (the file sink flushes its buffer).
     fn flush(&self) -> Result<(), SinkError> {

@@ -3,14 +3,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use super::event::{EncodedDocument, ModelFragments};
 use super::metrics::{DropReason, TelemetryMetrics};
-use super::{Document, Lineage, Prediction, Sink, SinkError, TelemetryError};
+use super::{Lineage, Prediction, Sink, SinkError, TelemetryError};
+use crate::model::LoadedModel;
 
 /// First wait before retrying a write the sink said may succeed later.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -164,6 +166,7 @@ impl Telemetry {
             shared: shared.clone(),
             process: process_id(),
             sequence: 0,
+            fragments: FragmentCache::default(),
         };
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
@@ -297,25 +300,24 @@ struct Writer {
     process: String,
     /// REST requests seen, for their document ids.
     sequence: u64,
+    fragments: FragmentCache,
 }
 
 /// The shutdown deadline, once there is one; writes stop retrying past it.
 type Deadline = Arc<Mutex<Option<Instant>>>;
 
-/// Documents built and not yet handed to a write, per model: a write takes
-/// one model's (a Cosmos DB batch is one partition's).
+/// Documents encoded and not yet handed to a write, per model: a write
+/// takes one model's (a Cosmos DB batch is one partition's).
 #[derive(Default)]
 struct Pending {
-    models: HashMap<String, VecDeque<Document>>,
+    models: HashMap<Arc<str>, VecDeque<EncodedDocument>>,
     /// Models with documents waiting, the one served longest ago first.
-    order: VecDeque<String>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl Pending {
-    fn push(&mut self, documents: Vec<Document>) {
+    fn push(&mut self, documents: Vec<EncodedDocument>) {
         for document in documents {
-            // Looked up by reference: the name is copied once per model
-            // waiting, not once per document.
             if let Some(queue) = self.models.get_mut(&document.model) {
                 queue.push_back(document);
                 continue;
@@ -331,18 +333,43 @@ impl Pending {
     }
 
     /// Up to `max` documents of the next model, models taking turns.
-    fn take(&mut self, max: usize) -> Vec<Document> {
+    fn take(&mut self, max: usize) -> Vec<EncodedDocument> {
         let Some(model) = self.order.pop_front() else {
             return Vec::new();
         };
         let queue = self.models.get_mut(&model).expect("ordered models wait");
-        let batch: Vec<Document> = queue.drain(..max.min(queue.len())).collect();
+        let batch: Vec<EncodedDocument> = queue.drain(..max.min(queue.len())).collect();
         if queue.is_empty() {
             self.models.remove(&model);
         } else {
             self.order.push_back(model);
         }
         batch
+    }
+}
+
+/// Each model version's [`ModelFragments`], by the loaded model's address;
+/// the weak reference tells a model still served from a new one that
+/// reuses a dropped one's address.
+#[derive(Default)]
+struct FragmentCache {
+    models: HashMap<usize, (Weak<LoadedModel>, Arc<ModelFragments>)>,
+}
+
+impl FragmentCache {
+    fn get(&mut self, model: &Arc<LoadedModel>, deployment: &Lineage) -> Arc<ModelFragments> {
+        let key = Arc::as_ptr(model) as usize;
+        match self.models.get(&key) {
+            Some((weak, fragments)) if weak.upgrade().is_some() => fragments.clone(),
+            _ => {
+                // Versions unloaded since are forgotten as new ones arrive.
+                self.models.retain(|_, (weak, _)| weak.strong_count() > 0);
+                let fragments = Arc::new(ModelFragments::new(model, deployment));
+                self.models
+                    .insert(key, (Arc::downgrade(model), fragments.clone()));
+                fragments
+            }
+        }
     }
 }
 
@@ -419,14 +446,17 @@ impl Writer {
         self.flush();
     }
 
-    fn documents(&mut self, prediction: Prediction) -> Vec<Document> {
+    fn documents(&mut self, prediction: Prediction) -> Vec<EncodedDocument> {
         self.sequence += 1;
-        prediction.documents(&self.process, self.sequence, &self.options.deployment)
+        let fragments = self
+            .fragments
+            .get(&prediction.model, &self.options.deployment);
+        prediction.encode(&self.process, self.sequence, &fragments)
     }
 
     fn write(
         &self,
-        batch: Vec<Document>,
+        batch: Vec<EncodedDocument>,
         permit: OwnedSemaphorePermit,
         deadline: Deadline,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -455,7 +485,7 @@ impl Writer {
 /// refused for good, or the shutdown deadline passes.
 async fn write_batch(
     sink: Arc<dyn Sink>,
-    batch: Vec<Document>,
+    batch: Vec<EncodedDocument>,
     _permit: OwnedSemaphorePermit,
     deadline: Deadline,
     shared: Arc<Shared>,
@@ -506,7 +536,7 @@ mod tests {
     use super::*;
     use crate::model::{LoadedModel, Manifest};
     use crate::telemetry::sink::SinkFuture;
-    use crate::telemetry::Origin;
+    use crate::telemetry::{Document, Origin};
     use crate::ServeError;
 
     /// Keeps documents in memory; fails the first `fail_first` attempts of
@@ -536,10 +566,13 @@ mod tests {
             7
         }
 
-        fn write<'a>(&'a self, documents: &'a [Document]) -> SinkFuture<'a> {
+        fn write<'a>(&'a self, encoded: &'a [EncodedDocument]) -> SinkFuture<'a> {
             Box::pin(async move {
-                assert!(documents.len() <= 7, "batches stay within max_batch");
+                assert!(encoded.len() <= 7, "batches stay within max_batch");
+                let documents: Vec<Document> =
+                    encoded.iter().map(|d| d.decode().unwrap()).collect();
                 assert!(documents.iter().all(|d| d.model == documents[0].model));
+                assert!(encoded.iter().all(|d| *d.model == documents[0].model));
                 if self.down.load(Ordering::SeqCst) {
                     return Err(SinkError::Retryable {
                         reason: "down".into(),
@@ -548,7 +581,7 @@ mod tests {
                 }
                 let mut attempts = self.attempts.lock().unwrap();
                 let mut throttled = false;
-                for document in documents {
+                for document in &documents {
                     let n = attempts.entry(document.id.clone()).or_insert(0);
                     *n += 1;
                     throttled |= *n <= self.fail_first;
@@ -561,7 +594,7 @@ mod tests {
                 }
                 let mut written = self.written.lock().unwrap();
                 for document in documents {
-                    written.insert(document.id.clone(), document.clone());
+                    written.insert(document.id.clone(), document);
                 }
                 Ok(())
             })
@@ -685,12 +718,11 @@ mod tests {
     #[test]
     fn pending_documents_are_batched_per_model_taking_turns() {
         let mut pending = Pending::default();
-        let documents = |model: &str, count: usize| -> Vec<Document> {
+        let documents = |model: &str, count: usize| -> Vec<EncodedDocument> {
             (0..count)
-                .map(|n| {
-                    let mut document = failure(n).documents("p", n as u64, &Lineage::default());
-                    document[0].model = model.into();
-                    document.remove(0)
+                .map(|n| EncodedDocument {
+                    model: model.into(),
+                    json: format!("{{\"n\":{n}}}").into_bytes(),
                 })
                 .collect()
         };
@@ -699,7 +731,7 @@ mod tests {
         pending.push(documents("a", 1));
         let batches: Vec<(String, usize)> = std::iter::from_fn(|| {
             let batch = pending.take(3);
-            (!batch.is_empty()).then(|| (batch[0].model.clone(), batch.len()))
+            (!batch.is_empty()).then(|| (batch[0].model.to_string(), batch.len()))
         })
         .collect();
         let expected = [("a", 3), ("b", 2), ("a", 3)].map(|(m, n)| (m.to_string(), n));
@@ -765,7 +797,12 @@ mod tests {
             ..Lineage::default()
         };
         assert_eq!(prediction.document_count(), 2);
-        let documents = prediction.documents("p", 7, &deployment);
+        let fragments = ModelFragments::new(&model, &deployment);
+        let decode = |encoded: Vec<EncodedDocument>| -> Vec<Document> {
+            assert!(encoded.iter().all(|d| &*d.model == "iris"));
+            encoded.iter().map(|d| d.decode().unwrap()).collect()
+        };
+        let documents = decode(prediction.encode("p", 7, &fragments));
         assert_eq!(documents.len(), 2);
         let second = &documents[1];
         assert_eq!(second.id, "in-3-42-1");
@@ -784,9 +821,17 @@ mod tests {
             second.lineage.manifest["training_script"],
             "models/train/train.py"
         );
-        let failed = failure(5).documents("p", 7, &deployment);
+        let first = &documents[0];
+        assert_eq!((first.id.as_str(), first.row), ("in-3-42-0", Some(0)));
+        assert_eq!(first.label, Some(serde_json::json!("setosa")));
+        assert_eq!(first.inputs, Some(vec![1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(first.outcome, "ok");
+        let failed = decode(failure(5).encode("p", 7, &fragments));
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].id, "p-7-error");
         assert_eq!(failed[0].outcome, "invalid_input");
+        assert!(failed[0].error.as_deref().unwrap().contains("no rows"));
+        assert_eq!((failed[0].row, &failed[0].label), (None, &None));
+        assert_eq!(failed[0].request_id.as_deref(), Some("r5"));
     }
 }
