@@ -1,0 +1,192 @@
+//! Test support: the deployer binary, scratch folders, a stripped serve
+//! binary for images, and the test registries.
+
+#![allow(dead_code)] // each test target uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (where `models/` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn model(name: &str) -> PathBuf {
+    repo_root().join("models").join(name)
+}
+
+/// A run of `deployer ARGS`: exit code, stdout, stderr.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn deployer(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(args)
+        .envs(envs.iter().copied())
+        // The host's Docker credentials must not leak into tests.
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .output()
+        .expect("run deployer");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A scratch folder, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("deployer-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies a model folder (recursively) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The serve binary cargo built next to the deployer (what `deployer`
+/// finds by default).
+pub fn serve_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_deployer")).with_file_name("serve");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build -p serve`; scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The serve binary without its debug info (a debug build carries ~170 MB
+/// of it), once per test process: images in tests build and push faster.
+pub fn stripped_serve() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("deployer-test-serve-{}", std::process::id()));
+        let status = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&out)
+            .arg(serve_binary())
+            .status()
+            .expect("run strip");
+        assert!(status.success());
+        out
+    })
+    .clone()
+}
+
+/// A registry of scripts/registry: the one scripts/test started (named in
+/// the environment), else one started here and stopped when dropped.
+pub struct Registry {
+    pub address: String,
+    /// For `tls`: the state folder holding ca.pem, username, password.
+    pub state: PathBuf,
+    owned: bool,
+}
+
+impl Registry {
+    pub fn get(mode: &str) -> Registry {
+        let var = format!("MODELOPS_TEST_REGISTRY_{}_STATE", mode.to_uppercase());
+        if let Some(state) = std::env::var_os(&var) {
+            let state = PathBuf::from(state);
+            let address = std::fs::read_to_string(state.join("address")).unwrap();
+            return Registry {
+                address: address.trim().to_string(),
+                state,
+                owned: false,
+            };
+        }
+        let state = std::env::temp_dir().join(format!(
+            "deployer-test-registry-{mode}-{}",
+            std::process::id()
+        ));
+        let out = Command::new(repo_root().join("scripts/registry"))
+            .arg("start")
+            .arg(&state)
+            .arg(mode)
+            .output()
+            .expect("run scripts/registry");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Registry {
+            address: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            state,
+            owned: true,
+        }
+    }
+
+    pub fn secret(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = Command::new(repo_root().join("scripts/registry"))
+                .arg("stop")
+                .arg(&self.state)
+                .status();
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+/// Runs a command, panicking with its output unless it succeeds; returns stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
