@@ -37,7 +37,9 @@ pub struct Manifest {
 #[serde(rename_all = "camelCase")]
 pub struct Index {
     pub schema_version: u32,
-    pub media_type: String,
+    /// Optional in the spec: skopeo, for one, leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
     pub manifests: Vec<Descriptor>,
 }
 

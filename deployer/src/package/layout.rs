@@ -54,7 +54,7 @@ pub fn write(dir: &Path, blobs: &[&Blob], manifest: &Blob, tag: &str) -> Result<
     descriptor.annotations.insert(REF_NAME.into(), tag.into());
     let index = Index {
         schema_version: 2,
-        media_type: INDEX_MEDIA_TYPE.into(),
+        media_type: Some(INDEX_MEDIA_TYPE.into()),
         manifests: vec![descriptor],
     };
     let index_path = dir.join("index.json");

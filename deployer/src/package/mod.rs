@@ -39,9 +39,12 @@ pub enum PackageError {
     Base(String),
     #[error("two models are named `{0}`")]
     DuplicateModel(String),
-    #[error("writing a layer: {0}")]
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    // Sources are printed by the caller (`{:#}`), so not repeated here.
+    #[error("writing a layer")]
     Layer(#[from] std::io::Error),
-    #[error("image layout: {0}")]
+    #[error("image layout")]
     Layout(#[from] LayoutError),
     #[error("invalid SOURCE_DATE_EPOCH {0}")]
     Epoch(u64),
@@ -104,12 +107,11 @@ pub fn run(args: &PackageArgs) -> Result<PackageReport, PackageError> {
         .serve_binary
         .clone()
         .unwrap_or_else(crate::test::default_serve_binary);
-    let serve_error = |reason: String| PackageError::Serve {
-        path: serve.display().to_string(),
-        reason,
-    };
     if !serve.is_file() {
-        return Err(serve_error("not found".into()));
+        return Err(PackageError::Serve {
+            path: serve.display().to_string(),
+            reason: "not found".into(),
+        });
     }
     let epoch = args.source_date_epoch;
     let created = rfc3339(epoch)?;
@@ -141,7 +143,7 @@ pub fn run(args: &PackageArgs) -> Result<PackageReport, PackageError> {
     layers.push(base);
 
     let step = Step::start(format!("serve layer ({})", serve.display()));
-    let binary = std::fs::read(&serve).map_err(|e| serve_error(e.to_string()))?;
+    let binary = read(&serve)?;
     let mut serve_files = LayerBuilder::default();
     serve_files.file(SERVE_PATH, 0o755, binary);
     let serve_layer = serve_files.finish("serve binary", epoch)?;
@@ -154,10 +156,19 @@ pub fn run(args: &PackageArgs) -> Result<PackageReport, PackageError> {
         let mut files = LayerBuilder::default();
         let manifest_path = model_dir.dir.join("model.toml");
         if manifest_path.is_file() {
-            let data = std::fs::read(&manifest_path).map_err(PackageError::Layer)?;
-            files.file(&format!("models/{name}/model.toml"), 0o644, data);
+            files.file(
+                &format!("models/{name}/model.toml"),
+                0o644,
+                read(&manifest_path)?,
+            );
         }
-        let onnx = std::fs::read(&model.path).map_err(PackageError::Layer)?;
+        // `model.path` points into the staging folder, gone by now.
+        let onnx = read(
+            &model_dir
+                .dir
+                .join(model.version.to_string())
+                .join("model.onnx"),
+        )?;
         files.file(
             &format!("models/{name}/{}/model.onnx", model.version),
             0o644,
@@ -284,6 +295,13 @@ impl PackageReport {
         out += &format!("  total {} compressed\n", megabytes(self.compressed_size()));
         out
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PackageError> {
+    std::fs::read(path).map_err(|e| PackageError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -23,7 +23,8 @@ use crate::progress::{megabytes, Step};
 
 #[derive(Debug, Error)]
 pub enum PushError {
-    #[error("image layout: {0}")]
+    // The source is printed by the caller (`{:#}`), so not repeated here.
+    #[error("image layout")]
     Layout(#[from] LayoutError),
     #[error("invalid image reference `{0}`: {1}")]
     Reference(String, String),
