@@ -44,7 +44,11 @@ impl Drop for Step {
     }
 }
 
-/// Bytes in MB with one decimal, for progress lines and reports.
-pub fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+/// Bytes in MB (or kB below a megabyte) with one decimal, for people.
+pub fn human_bytes(bytes: u64) -> String {
+    if bytes < 1_000_000 {
+        format!("{:.1} kB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
 }

@@ -20,7 +20,7 @@ use clap::Args;
 use thiserror::Error;
 
 use crate::model_dir::{ModelDir, ModelDirError};
-use crate::progress::{megabytes, Step};
+use crate::progress::{human_bytes, Step};
 use image::{ImageConfig, Manifest, RootFs, RuntimeConfig, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use layer::{Blob, Layer, LayerBuilder};
 pub use layout::LayoutError;
@@ -137,7 +137,7 @@ pub fn run(args: &PackageArgs) -> Result<PackageReport, PackageError> {
     let mut base_files = LayerBuilder::default();
     let packages = base::add(&mut base_files, &serve)?;
     let base = base_files.finish("base: libraries, CA bundle, users", epoch)?;
-    step.done(&megabytes(base.blob.size()));
+    step.done(&human_bytes(base.blob.size()));
     let list: Vec<String> = packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
     annotations.insert("io.modelops.base.packages".into(), list.join(","));
     layers.push(base);
@@ -147,7 +147,7 @@ pub fn run(args: &PackageArgs) -> Result<PackageReport, PackageError> {
     let mut serve_files = LayerBuilder::default();
     serve_files.file(SERVE_PATH, 0o755, binary);
     let serve_layer = serve_files.finish("serve binary", epoch)?;
-    step.done(&megabytes(serve_layer.blob.size()));
+    step.done(&human_bytes(serve_layer.blob.size()));
     layers.push(serve_layer);
 
     for (model_dir, model) in &models {
@@ -175,7 +175,7 @@ pub fn run(args: &PackageArgs) -> Result<PackageReport, PackageError> {
             onnx,
         );
         let layer = files.finish(&format!("model {name} version {}", model.version), epoch)?;
-        step.done(&megabytes(layer.blob.size()));
+        step.done(&human_bytes(layer.blob.size()));
         layers.push(layer);
 
         let key = |k: &str| format!("io.modelops.model.{name}.{}", k.replace('_', "-"));
@@ -287,12 +287,15 @@ impl PackageReport {
             out += &format!(
                 "  layer {} {:>10} gzip {:>10} tar  {}\n",
                 &layer.blob.digest[..19],
-                megabytes(layer.blob.size()),
-                megabytes(layer.tar_size),
+                human_bytes(layer.blob.size()),
+                human_bytes(layer.tar_size),
                 layer.name
             );
         }
-        out += &format!("  total {} compressed\n", megabytes(self.compressed_size()));
+        out += &format!(
+            "  total {} compressed\n",
+            human_bytes(self.compressed_size())
+        );
         out
     }
 }

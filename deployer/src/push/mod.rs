@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use crate::package::image::MANIFEST_MEDIA_TYPE;
 use crate::package::layout::{self, LayoutError, StoredImage};
-use crate::progress::{megabytes, Step};
+use crate::progress::{human_bytes, Step};
 
 #[derive(Debug, Error)]
 pub enum PushError {
@@ -32,6 +32,8 @@ pub enum PushError {
     Credentials(String),
     #[error("CA file {path}: {reason}")]
     CaFile { path: String, reason: String },
+    #[error("TLS with registry {registry} failed (a private CA needs --ca-file): {reason}")]
+    Tls { registry: String, reason: String },
     #[error("cannot reach registry {registry}: {reason}")]
     Unreachable { registry: String, reason: String },
     #[error("registry {registry} refused the credentials ({how}): {reason}")]
@@ -181,7 +183,7 @@ impl Pusher {
                 "blob {}/{total} {} ({})",
                 ix + 1,
                 descriptor.digest,
-                megabytes(descriptor.size)
+                human_bytes(descriptor.size)
             );
             if self.exists(&descriptor.digest).await? {
                 println!("  {what}: already there");
@@ -249,6 +251,9 @@ impl Pusher {
             _ => None,
         };
         match (&e, status) {
+            (OciDistributionError::RequestError(_), None) if reason.contains("certificate") => {
+                PushError::Tls { registry, reason }
+            }
             (OciDistributionError::RequestError(r), None) if r.is_connect() || r.is_timeout() => {
                 PushError::Unreachable { registry, reason }
             }
