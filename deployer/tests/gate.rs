@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{copy_dir, deployer, model, serve_binary, Run, Scratch};
+use support::{broken_model, copy_dir, deployer, model, serve_binary, Run, Scratch};
 
 fn gate(dir: &std::path::Path, extra: &[&str]) -> Run {
     serve_binary();
@@ -154,9 +154,7 @@ fn bad_inputs_fail_with_a_clear_message() {
         "item tier failed: held-back test set: cannot read",
     );
 
-    let broken = scratch.path("broken");
-    copy_dir(&model("iris"), &broken);
-    std::fs::write(broken.join("1/model.onnx"), b"not an onnx file").unwrap();
+    let broken = broken_model(&scratch, "broken");
     fails(
         &broken,
         &[],

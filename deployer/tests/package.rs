@@ -12,20 +12,10 @@ use std::process::Command;
 use deployer::package::layout::{self, StoredImage};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{copy_dir, deployer, model, run_ok, stripped_serve, Scratch};
+use support::{broken_model, copy_dir, model, run_ok, stripped_serve, Scratch};
 
-fn package(output: &Path, models: &[&Path]) -> StoredImage {
-    let serve = stripped_serve();
-    let mut args = vec![
-        "package",
-        "--output",
-        output.to_str().unwrap(),
-        "--tag",
-        "t1",
-    ];
-    args.extend(models.iter().map(|m| m.to_str().unwrap()));
-    args.extend(["--serve-binary", serve.to_str().unwrap()]);
-    let run = deployer(&args, &[("MODELOPS_GIT_COMMIT", "0123abc")]);
+fn package_ok(output: &Path, models: &[&Path]) -> StoredImage {
+    let run = support::package(output, models, &stripped_serve());
     assert_eq!(run.code, 0, "{}", run.output());
     let image = layout::read(output, Some("t1")).unwrap();
     assert!(
@@ -69,8 +59,8 @@ fn entries(dir: &Path, layer: usize, image: &StoredImage) -> BTreeMap<String, (u
 fn the_same_inputs_give_the_same_digest() {
     let scratch = Scratch::new("reproducible");
     let (a, b) = (scratch.path("a"), scratch.path("b"));
-    let first = package(&a, &[&model("iris")]);
-    let second = package(&b, &[&model("iris")]);
+    let first = package_ok(&a, &[&model("iris")]);
+    let second = package_ok(&b, &[&model("iris")]);
     assert_eq!(first.manifest.digest, second.manifest.digest);
     assert_eq!(first.manifest.data, second.manifest.data);
     let files = |dir: &Path| -> Vec<_> {
@@ -91,14 +81,14 @@ fn a_model_change_rebuilds_only_its_layer() {
     let scratch = Scratch::new("layers");
     let wine = scratch.path("wine");
     copy_dir(&model("wine"), &wine);
-    let before = package(&scratch.path("before"), &[&model("iris"), &wine]);
+    let before = package_ok(&scratch.path("before"), &[&model("iris"), &wine]);
     let toml = std::fs::read_to_string(wine.join("model.toml")).unwrap();
     std::fs::write(
         wine.join("model.toml"),
         toml.replace("Wine cultivar", "Wine cultivar (retrained)"),
     )
     .unwrap();
-    let after = package(&scratch.path("after"), &[&model("iris"), &wine]);
+    let after = package_ok(&scratch.path("after"), &[&model("iris"), &wine]);
     let (b, a) = (layer_digests(&before), layer_digests(&after));
     assert_eq!(b.len(), 4);
     assert_eq!(
@@ -114,7 +104,7 @@ fn a_model_change_rebuilds_only_its_layer() {
 fn the_image_holds_a_non_root_server_with_its_lineage() {
     let scratch = Scratch::new("contents");
     let dir = scratch.path("image");
-    let image = package(&dir, &[&model("iris")]);
+    let image = package_ok(&dir, &[&model("iris")]);
 
     let base = entries(&dir, 0, &image);
     let passwd = String::from_utf8(base["etc/passwd"].2.clone()).unwrap();
@@ -189,7 +179,7 @@ fn the_image_holds_a_non_root_server_with_its_lineage() {
 fn skopeo_reads_the_layout() {
     let scratch = Scratch::new("skopeo-layout");
     let dir = scratch.path("image");
-    let image = package(&dir, &[&model("iris")]);
+    let image = package_ok(&dir, &[&model("iris")]);
     let inspected =
         run_ok(Command::new("skopeo").args(["inspect", &format!("oci:{}:t1", dir.display())]));
     let inspected: Value = serde_json::from_str(&inspected).unwrap();
@@ -206,73 +196,41 @@ fn skopeo_reads_the_layout() {
 fn bad_inputs_fail_with_a_clear_message() {
     let scratch = Scratch::new("package-bad");
     let out = scratch.path("image");
-    let out = out.to_str().unwrap();
-    let run = deployer(
-        &[
-            "package",
-            "-o",
-            out,
-            model("iris").to_str().unwrap(),
-            "--serve-binary",
-            "/nonexistent/serve",
-        ],
-        &[],
-    );
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("serve binary /nonexistent/serve: not found"),
-        "{}",
-        run.stderr
-    );
-
-    let broken = scratch.path("broken");
-    copy_dir(&model("iris"), &broken);
-    std::fs::write(broken.join("1/model.onnx"), b"garbage").unwrap();
+    let fails = |output: &Path, model: &Path, serve: &Path, message: &str| {
+        let run = support::package(output, &[model], serve);
+        assert_eq!(run.code, 1, "{}", run.output());
+        assert!(
+            run.stderr.contains(message),
+            "`{message}` missing:\n{}",
+            run.stderr
+        );
+    };
     let serve = stripped_serve();
-    let run = deployer(
-        &[
-            "package",
-            "-o",
-            out,
-            broken.to_str().unwrap(),
-            "--serve-binary",
-            serve.to_str().unwrap(),
-        ],
-        &[],
+    let missing = Path::new("/nonexistent/serve");
+    fails(
+        &out,
+        &model("iris"),
+        missing,
+        "serve binary /nonexistent/serve: not found",
     );
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("model `broken` version 1 does not load"),
-        "{}",
-        run.stderr
+    let broken = broken_model(&scratch, "broken");
+    fails(
+        &out,
+        &broken,
+        &serve,
+        "model `broken` version 1 does not load",
     );
-    assert!(
-        !Path::new(out).join("index.json").exists(),
-        "nothing written"
-    );
+    assert!(!out.join("index.json").exists(), "nothing written");
 
     // A folder that is not an image layout is never overwritten.
-    std::fs::create_dir_all(scratch.path("precious")).unwrap();
-    std::fs::write(scratch.path("precious/notes.txt"), "keep").unwrap();
-    let run = deployer(
-        &[
-            "package",
-            "-o",
-            scratch.path("precious").to_str().unwrap(),
-            model("iris").to_str().unwrap(),
-            "--serve-binary",
-            serve.to_str().unwrap(),
-        ],
-        &[],
+    let precious = scratch.path("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), "keep").unwrap();
+    fails(
+        &precious,
+        &model("iris"),
+        &serve,
+        "holds no OCI layout: not overwriting it",
     );
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("holds no OCI layout: not overwriting it"),
-        "{}",
-        run.stderr
-    );
-    assert!(scratch.path("precious/notes.txt").exists());
+    assert!(precious.join("notes.txt").exists());
 }

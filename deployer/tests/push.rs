@@ -16,18 +16,7 @@ use support::{deployer, model, run_ok, stripped_serve, Registry, Run, Scratch};
 
 /// Packages iris into `dir`; returns the manifest digest.
 fn package_iris(dir: &Path) -> String {
-    let serve = stripped_serve();
-    let run = deployer(
-        &[
-            "package",
-            "-o",
-            dir.to_str().unwrap(),
-            model("iris").to_str().unwrap(),
-            "--serve-binary",
-            serve.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let run = support::package(dir, &[&model("iris")], &stripped_serve());
     assert_eq!(run.code, 0, "{}", run.output());
     layout::read(dir, None).unwrap().manifest.digest
 }

@@ -83,6 +83,23 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `deployer package -o OUTPUT --tag t1 MODELS... --serve-binary SERVE`,
+/// recording a fixed commit.
+pub fn package(output: &Path, models: &[&Path], serve: &Path) -> Run {
+    let mut args = vec!["package", "-o", output.to_str().unwrap(), "--tag", "t1"];
+    args.extend(models.iter().map(|m| m.to_str().unwrap()));
+    args.extend(["--serve-binary", serve.to_str().unwrap()]);
+    deployer(&args, &[("MODELOPS_GIT_COMMIT", "0123abc")])
+}
+
+/// A copy of iris named `name` in `scratch` whose ONNX file is garbage.
+pub fn broken_model(scratch: &Scratch, name: &str) -> PathBuf {
+    let dir = scratch.path(name);
+    copy_dir(&model("iris"), &dir);
+    std::fs::write(dir.join("1/model.onnx"), b"not an onnx file").unwrap();
+    dir
+}
+
 /// The serve binary cargo built next to the deployer (what `deployer`
 /// finds by default).
 pub fn serve_binary() -> PathBuf {
