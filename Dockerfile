@@ -12,8 +12,9 @@
 # copies exactly the libraries `ldd` lists from the build host's Debian
 # packages. This file is not built in CI (no Docker engine there).
 
-# Debian 12, like the build hosts, so glibc matches distroless/cc-debian12.
-FROM rust:1.91-bookworm AS build
+# Debian 12, like the build hosts, so glibc matches distroless/cc-debian12;
+# the toolchain the project is built and tested with here.
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p serve --bin serve

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 /// The workspace root (where `models/` lives).
 pub fn repo_root() -> PathBuf {
@@ -112,23 +111,38 @@ pub fn serve_binary() -> PathBuf {
     path
 }
 
-/// The serve binary without its debug info (a debug build carries ~170 MB
-/// of it), once per test process: images in tests build and push faster.
+/// The serve binary without its debug info (170 MB → 74 MB for a debug
+/// build): images in tests build and push faster. Made once per serve
+/// build, in cargo's scratch folder for tests (named by the binary's size
+/// and mtime; written under a temporary name and renamed, as tests run in
+/// parallel processes).
 pub fn stripped_serve() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("deployer-test-serve-{}", std::process::id()));
+    let serve = serve_binary();
+    let meta = std::fs::metadata(&serve).unwrap();
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = dir.join(format!(
+        "serve-stripped-{}-{}",
+        meta.len(),
+        mtime.as_nanos()
+    ));
+    if !out.is_file() {
+        let partial = dir.join(format!("serve-stripped-{}.partial", std::process::id()));
         let status = Command::new("strip")
             .arg("--strip-debug")
             .arg("-o")
-            .arg(&out)
-            .arg(serve_binary())
+            .arg(&partial)
+            .arg(&serve)
             .status()
             .expect("run strip");
         assert!(status.success());
-        out
-    })
-    .clone()
+        std::fs::rename(&partial, &out).unwrap();
+    }
+    out
 }
 
 /// A registry of scripts/registry: the one scripts/test started (named in
