@@ -43,6 +43,9 @@ pub struct BatchingOverrides {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Acceptance {
     pub min_accuracy: Option<f64>,
+    /// Macro-averaged F1 the model must reach (`deployer test` falls back to
+    /// `min_accuracy` when unset).
+    pub min_macro_f1: Option<f64>,
 }
 
 impl Manifest {

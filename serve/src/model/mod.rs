@@ -21,7 +21,7 @@ mod top_k;
 pub use classifier::Predictions;
 pub use input::FeatureMatrix;
 pub use loader::{LoadError, LoadedModel};
-pub use manifest::{BatchingOverrides, Manifest};
+pub use manifest::{Acceptance, BatchingOverrides, Manifest};
 pub use repository::{ModelEntry, ModelRepository, ModelSource, VersionState};
 pub use signature::{ClassLabels, ElementType, Signature};
 pub use test_set::TestSet;
