@@ -1,0 +1,89 @@
+//! `deployer`: wiring only; each subcommand lives in its own module.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use deployer::{infra, render, rollout};
+
+#[derive(Parser)]
+#[command(version, about = "Render, validate and roll out modelops")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render the Kubernetes manifests of a release (k8s/ base + overlay).
+    Render {
+        #[command(flatten)]
+        release: render::Args,
+        /// Write one file per object into this folder instead of
+        /// multi-document YAML on stdout.
+        #[arg(long, env = "MODELOPS_RENDER_OUTPUT", value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+    /// The Azure infrastructure (ARM templates in infra/).
+    Infra {
+        #[command(subcommand)]
+        command: InfraCommand,
+    },
+    /// Apply a release and wait for it; roll back automatically if it fails.
+    Rollout(rollout::RolloutArgs),
+    /// Go back to the Deployment's previous revision and wait for it.
+    Rollback {
+        #[command(flatten)]
+        target: rollout::TargetArgs,
+        /// Seconds to wait for the restored revision.
+        #[arg(long, env = "MODELOPS_ROLLOUT_TIMEOUT", default_value_t = 900)]
+        timeout: u64,
+    },
+    /// What the Deployment serves, its state and its revisions.
+    Status(rollout::TargetArgs),
+}
+
+#[derive(Subcommand)]
+enum InfraCommand {
+    /// Validate, then write the filled parameter files.
+    Render {
+        #[command(flatten)]
+        infra: infra::Args,
+        /// Where the filled NAME.parameters.json files go.
+        #[arg(long, env = "MODELOPS_INFRA_OUTPUT", value_name = "DIR")]
+        output: PathBuf,
+    },
+    /// Check the templates and filled parameter files offline.
+    Validate(infra::Args),
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Render { release, output } => {
+            let objects = render::render(&release)?;
+            match output {
+                Some(dir) => render::write_dir(&objects, &dir)?,
+                None => print!("{}", render::to_yaml(&objects)),
+            }
+        }
+        Command::Infra { command } => match command {
+            InfraCommand::Render { infra, output } => {
+                let deployments = infra::render(&infra)?;
+                infra::validate(&deployments)?;
+                infra::write_parameters(&deployments, &output)?;
+            }
+            InfraCommand::Validate(infra) => {
+                let deployments = infra::render(&infra)?;
+                infra::validate(&deployments)?;
+                println!("{} templates valid", deployments.len());
+            }
+        },
+        Command::Rollout(args) => rollout::rollout(&args).await?,
+        Command::Rollback { target, timeout } => {
+            rollout::rollback(&target, Duration::from_secs(timeout)).await?
+        }
+        Command::Status(target) => rollout::status(&target).await?,
+    }
+    Ok(())
+}
