@@ -1,6 +1,7 @@
 //! `deployer`: wiring only; each subcommand lives in its own module.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -57,9 +58,21 @@ enum InfraCommand {
     Validate(infra::Args),
 }
 
+/// Errors are printed as one line of causes, without a backtrace: they are
+/// meant for the operator, who cannot act on one.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deployer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Render { release, output } => {
             let objects = render::render(&release)?;
             match output {

@@ -1,7 +1,7 @@
 //! `deployer rollout`, `rollback` and `status` against the test cluster.
 //! Each test has its own namespace; its pods are real `serve` processes
-//! (the kubelet stand-in), its client traffic goes through the Service's
-//! endpoints as kube-proxy's would. Timings are printed for the record.
+//! (the kubelet stand-in), its client traffic goes to the pods the Service
+//! would route to. Timings are printed for the record.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::ListParams;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -75,7 +75,6 @@ async fn run(client: Client, namespace: String, logs: PathBuf, stop: Arc<AtomicB
         .build()
         .into();
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
-    let mut next_ip = 0u32;
     while !stop.load(Ordering::SeqCst) {
         let Ok(list) = pods.list(&ListParams::default()).await else {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -87,7 +86,7 @@ async fn run(client: Client, namespace: String, logs: PathBuf, stop: Arc<AtomicB
             match running.get_mut(&name) {
                 None if deleting => remove(&pods, &name).await,
                 None => {
-                    let started = start_pod(&pods, &config_maps, pod, &logs, &mut next_ip).await;
+                    let started = start_pod(&pods, &config_maps, pod, &logs).await;
                     running.insert(name, started);
                 }
                 Some(r) if deleting => {
@@ -141,7 +140,6 @@ async fn start_pod(
     config_maps: &Api<ConfigMap>,
     pod: &Pod,
     logs: &std::path::Path,
-    next_ip: &mut u32,
 ) -> Running {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -157,7 +155,7 @@ async fn start_pod(
     }
     let container = &spec.containers[0];
     let port = http_port(container);
-    let ip = free_ip(port, next_ip);
+    let ip = free_ip(port);
     let mut env: Vec<(String, String)> = Vec::new();
     for source in container.env_from.iter().flatten() {
         if let Some(cm) = &source.config_map_ref {
@@ -210,16 +208,18 @@ fn http_port(container: &Container) -> u16 {
         .unwrap_or(8080)
 }
 
-/// A loopback address whose `port` is free: 127.<from the PID>.x.y, so
-/// test processes running side by side do not meet.
-fn free_ip(port: u16, next: &mut u32) -> Ipv4Addr {
+/// A loopback address whose `port` is free: 127.<from the PID>.x.y, the
+/// last two from a counter shared by every stand-in of this process, so
+/// tests running side by side (as threads or processes) do not meet.
+fn free_ip(port: u16) -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     loop {
-        *next += 1;
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) + 1;
         let ip = Ipv4Addr::new(
             127,
             100 + (std::process::id() % 150) as u8,
-            (*next / 250) as u8,
-            (*next % 250 + 2) as u8,
+            (n / 250) as u8,
+            (n % 250 + 2) as u8,
         );
         if TcpListener::bind((ip, port)).is_ok() {
             return ip;

@@ -1,6 +1,6 @@
 //! Test support: a scratch folder, the `deployer` binary, model
 //! repositories to deploy, a namespace on the test cluster with its kubelet
-//! stand-in, and client traffic through the Service's endpoints.
+//! stand-in, and client traffic to the Service's pods.
 
 mod kubelet;
 
@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Endpoints, Namespace};
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
@@ -211,7 +211,7 @@ impl TestCluster {
         all
     }
 
-    /// Starts client traffic through the Service's endpoints.
+    /// Starts client traffic to the Service's pods.
     pub fn traffic(&self) -> Traffic {
         Traffic::start(self.client.clone(), &self.namespace)
     }
@@ -285,8 +285,10 @@ data:
     dir
 }
 
-/// Requests to the ready endpoints of the Service `modelops-serve`, one
-/// after another, round robin, until stopped.
+/// Requests to the Service's pods, one after another, round robin, until
+/// stopped: to the pods the endpoints controller would list (Ready, not
+/// terminating), read afresh before each request. (The real Endpoints
+/// object cannot be used: it refuses the stand-in's loopback pod IPs.)
 pub struct Traffic {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<TrafficReport>>,
@@ -306,7 +308,8 @@ impl Traffic {
     fn start(client: Client, namespace: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let api: Api<Endpoints> = Api::namespaced(client, namespace);
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let selector = ListParams::default().labels("app.kubernetes.io/name=modelops-serve");
         let handle = tokio::runtime::Handle::current();
         let thread = std::thread::spawn(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -318,29 +321,18 @@ impl Traffic {
             let mut turn = 0usize;
             while !flag.load(Ordering::SeqCst) {
                 turn += 1;
-                let endpoints = handle
-                    .block_on(api.get_opt("modelops-serve"))
-                    .ok()
-                    .flatten();
-                let addresses: Vec<String> = endpoints
+                let pods = handle
+                    .block_on(api.list(&selector))
+                    .map(|l| l.items)
+                    .unwrap_or_default();
+                let addresses: Vec<String> = pods
                     .iter()
-                    .flat_map(|e| e.subsets.iter().flatten())
-                    .flat_map(|s| {
-                        let port = s
-                            .ports
-                            .iter()
-                            .flatten()
-                            .next()
-                            .map(|p| p.port)
-                            .unwrap_or(8080);
-                        s.addresses
-                            .iter()
-                            .flatten()
-                            .map(move |a| format!("{}:{port}", a.ip))
-                    })
+                    .filter(|p| serving(p))
+                    .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+                    .map(|ip| format!("{ip}:8080"))
                     .collect();
                 let Some(address) = addresses.get(turn % addresses.len().max(1)) else {
-                    r.failures.push("no ready endpoint".into());
+                    r.failures.push("no serving pod".into());
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 };
@@ -375,4 +367,14 @@ impl Traffic {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.take().unwrap().join().unwrap()
     }
+}
+
+/// Ready and not terminating: what the endpoints controller routes to.
+fn serving(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
