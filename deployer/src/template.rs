@@ -18,6 +18,21 @@ pub enum Error {
     BadValue { flag: String, message: String },
 }
 
+/// `--set KEY=VALUE`: template values the command does not compute.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// A template value, `KEY=VALUE` (repeatable; comma-separated in the
+    /// environment variable): COSMOS_ENDPOINT for the aks overlay, PREFIX
+    /// and LOCATION for the infra parameter files.
+    #[arg(
+        long = "set",
+        env = "MODELOPS_SET",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub set: Vec<String>,
+}
+
 /// Template values by name.
 #[derive(Debug, Default)]
 pub struct Values(BTreeMap<String, String>);

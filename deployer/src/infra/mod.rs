@@ -35,15 +35,8 @@ pub struct Args {
     #[arg(long, env = "MODELOPS_INFRA_DIR", default_value = "infra")]
     pub infra_dir: PathBuf,
 
-    /// A parameter-file value, `KEY=VALUE` (repeatable; comma-separated in
-    /// the environment variable): PREFIX and LOCATION for the committed files.
-    #[arg(
-        long = "set",
-        env = "MODELOPS_INFRA_SET",
-        value_name = "KEY=VALUE",
-        value_delimiter = ','
-    )]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub values: template::SetArgs,
 }
 
 /// A template and its filled parameter file.
@@ -55,7 +48,7 @@ pub struct Deployment {
 
 /// Every template with its parameter file filled in.
 pub fn render(args: &Args) -> Result<Vec<Deployment>, Error> {
-    let values = Values::new(Default::default(), &args.set)?;
+    let values = Values::new(Default::default(), &args.values.set)?;
     let templates = args.infra_dir.join("templates");
     let mut names: Vec<String> = std::fs::read_dir(&templates)
         .map_err(|source| Error::Io {

@@ -94,15 +94,8 @@ pub struct Args {
     #[arg(long, env = "MODELOPS_NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// Another template value, `KEY=VALUE` (repeatable; comma-separated in
-    /// the environment variable), e.g. COSMOS_ENDPOINT for the aks overlay.
-    #[arg(
-        long = "set",
-        env = "MODELOPS_SET",
-        value_name = "KEY=VALUE",
-        value_delimiter = ','
-    )]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub values: crate::template::SetArgs,
 }
 
 /// The rendered objects, in apply order (ConfigMaps before the Deployment

@@ -47,7 +47,7 @@ pub fn release_values(args: &Args, lineage: &Lineage) -> Result<Values, Error> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    Ok(Values::new(computed, &args.set)?)
+    Ok(Values::new(computed, &args.values.set)?)
 }
 
 /// `REPO@sha256:<64 lowercase hex>`.

@@ -35,6 +35,18 @@ fn sha256_of(path: &std::path::Path) -> String {
         .to_owned()
 }
 
+/// Iris version 1 (image digest aaaa...), rolled out.
+async fn deploy_version_1(cluster: &TestCluster) {
+    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, false);
+    let (out, _) = cluster.rollout(&root, &model_dir, 1, 'a').await;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        cluster.logs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_model_rolls_out_and_serves() {
     let cluster = TestCluster::new("good").await;
@@ -95,9 +107,7 @@ async fn a_good_model_rolls_out_and_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_never_gets_ready_is_rolled_back_while_the_old_one_serves() {
     let cluster = TestCluster::new("corrupt").await;
-    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, false);
-    let (out, _) = cluster.rollout(&root, &model_dir, 1, 'a').await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    deploy_version_1(&cluster).await;
 
     let traffic = cluster.traffic();
     let (bad_root, bad_dir) = model_repository(&cluster.scratch.0, 2, true);
@@ -142,9 +152,7 @@ async fn a_model_that_never_gets_ready_is_rolled_back_while_the_old_one_serves()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_version_replaces_the_first_without_downtime_and_rollback_returns() {
     let cluster = TestCluster::new("update").await;
-    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, false);
-    let (out, _) = cluster.rollout(&root, &model_dir, 1, 'a').await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    deploy_version_1(&cluster).await;
 
     let traffic = cluster.traffic();
     let (root2, model_dir2) = model_repository(&cluster.scratch.0, 2, false);
