@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::ListParams;
 use kube::Api;
 
-use crate::support::{deployer, model_repository, text, Scratch, TestCluster};
+use crate::support::{deployer, model_repository, text, Model, Scratch, TestCluster};
 
 fn annotation(d: &Deployment, key: &str) -> String {
     d.metadata
@@ -37,7 +37,7 @@ fn sha256_of(path: &std::path::Path) -> String {
 
 /// Iris version 1 (image digest aaaa...), rolled out.
 async fn deploy_version_1(cluster: &TestCluster) {
-    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, false);
+    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, Model::Iris);
     let (out, _) = cluster.rollout(&root, &model_dir, 1, 'a').await;
     assert!(
         out.status.success(),
@@ -50,7 +50,7 @@ async fn deploy_version_1(cluster: &TestCluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_model_rolls_out_and_serves() {
     let cluster = TestCluster::new("good").await;
-    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, false);
+    let (root, model_dir) = model_repository(&cluster.scratch.0, 1, Model::Iris);
     let (out, took) = cluster.rollout(&root, &model_dir, 1, 'a').await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}\n{}", cluster.logs());
@@ -110,7 +110,7 @@ async fn a_model_that_never_gets_ready_is_rolled_back_while_the_old_one_serves()
     deploy_version_1(&cluster).await;
 
     let traffic = cluster.traffic();
-    let (bad_root, bad_dir) = model_repository(&cluster.scratch.0, 2, true);
+    let (bad_root, bad_dir) = model_repository(&cluster.scratch.0, 2, Model::Corrupt);
     let (out, took) = cluster.rollout(&bad_root, &bad_dir, 2, 'b').await;
     let report = traffic.stop();
     let stderr = text(&out.stderr);
@@ -155,7 +155,7 @@ async fn a_second_version_replaces_the_first_without_downtime_and_rollback_retur
     deploy_version_1(&cluster).await;
 
     let traffic = cluster.traffic();
-    let (root2, model_dir2) = model_repository(&cluster.scratch.0, 2, false);
+    let (root2, model_dir2) = model_repository(&cluster.scratch.0, 2, Model::Iris);
     let (out, took) = cluster.rollout(&root2, &model_dir2, 2, 'b').await;
     assert!(
         out.status.success(),

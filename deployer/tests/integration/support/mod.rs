@@ -73,20 +73,28 @@ pub fn serve_binary() -> PathBuf {
     path
 }
 
-/// A model repository holding iris as `version` (the bundled iris model,
-/// or bytes that are no ONNX model at all when `corrupt`): the folder to
+/// What a test release serves under the name iris.
+#[derive(Clone, Copy)]
+pub enum Model {
+    /// The bundled iris model.
+    Iris,
+    /// Bytes that are no ONNX model: serve never gets ready.
+    Corrupt,
+}
+
+/// A model repository holding `model` as iris `version`: the folder to
 /// give `--model-root`, and the model folder to give `--model-dir`.
-pub fn model_repository(scratch: &Path, version: u32, corrupt: bool) -> (PathBuf, PathBuf) {
+pub fn model_repository(scratch: &Path, version: u32, model: Model) -> (PathBuf, PathBuf) {
     let root = scratch.join(format!("repo-{version}"));
     let model_dir = root.join("iris");
     let version_dir = model_dir.join(version.to_string());
     std::fs::create_dir_all(&version_dir).unwrap();
-    let iris = repo_root().join("models/iris");
-    std::fs::copy(iris.join("model.toml"), model_dir.join("model.toml")).unwrap();
-    if corrupt {
-        std::fs::write(version_dir.join("model.onnx"), b"not an ONNX model").unwrap();
-    } else {
-        std::fs::copy(iris.join("1/model.onnx"), version_dir.join("model.onnx")).unwrap();
+    let source = repo_root().join("models/iris");
+    std::fs::copy(source.join("model.toml"), model_dir.join("model.toml")).unwrap();
+    let onnx = version_dir.join("model.onnx");
+    match model {
+        Model::Corrupt => std::fs::write(onnx, b"not an ONNX model").unwrap(),
+        Model::Iris => std::fs::copy(source.join("1/model.onnx"), onnx).map(drop).unwrap(),
     }
     (root, model_dir)
 }
