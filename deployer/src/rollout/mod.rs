@@ -122,18 +122,18 @@ pub async fn rollout(args: &RolloutArgs) -> Result<(), Error> {
             }
             Err(Error::Failed { reason }) => {
                 eprintln!("rollout failed: {reason}; rolling back");
-                return Err(roll_back(&client, &api, &name, timeout).await.map_or_else(
-                    |e| Error::RollbackFailed {
-                        reason: reason.clone(),
-                        rollback: Box::new(e),
-                    },
-                    |(revision, release)| Error::RolledBack {
-                        name: name.clone(),
-                        reason: reason.clone(),
+                return Err(match roll_back(&client, &api, &name, timeout).await {
+                    Ok((revision, release)) => Error::RolledBack {
+                        name,
+                        reason,
                         revision,
                         release,
                     },
-                ));
+                    Err(e) => Error::RollbackFailed {
+                        reason,
+                        rollback: Box::new(e),
+                    },
+                });
             }
             Err(other) => return Err(other),
         }

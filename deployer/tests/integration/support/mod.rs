@@ -94,7 +94,9 @@ pub fn model_repository(scratch: &Path, version: u32, model: Model) -> (PathBuf,
     let onnx = version_dir.join("model.onnx");
     match model {
         Model::Corrupt => std::fs::write(onnx, b"not an ONNX model").unwrap(),
-        Model::Iris => std::fs::copy(source.join("1/model.onnx"), onnx).map(drop).unwrap(),
+        Model::Iris => std::fs::copy(source.join("1/model.onnx"), onnx)
+            .map(drop)
+            .unwrap(),
     }
     (root, model_dir)
 }
