@@ -15,9 +15,18 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
+/// Picks rustls' crypto provider for the process. Needed once the build
+/// enables more than one (the workspace's Cosmos DB client brings
+/// aws-lc-rs, kube here ring): rustls then refuses to guess and kube's
+/// client would panic. Installing twice is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client for the cluster, after checking that the server answers (so an
 /// unreachable cluster is reported as such, before anything else).
 pub async fn connect(args: &ClusterArgs) -> Result<Client, Error> {
+    install_tls_provider();
     let config = match &args.context {
         Some(context) => {
             let kubeconfig = Kubeconfig::read().map_err(|e| Error::Config(e.to_string()))?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
 
-pub use cluster::ClusterArgs;
+pub use cluster::{install_tls_provider, ClusterArgs};
 
 use crate::render;
 

@@ -117,6 +117,7 @@ impl TestCluster {
         let kubeconfig = std::env::var("MODELOPS_TEST_KUBECONFIG").expect(
             "MODELOPS_TEST_KUBECONFIG: run scripts/test, or scripts/kube-cluster start DIR and point this at DIR/kubeconfig",
         );
+        deployer::rollout::install_tls_provider();
         let config = Config::from_custom_kubeconfig(
             Kubeconfig::read_from(&kubeconfig).unwrap(),
             &KubeConfigOptions::default(),
