@@ -6,8 +6,10 @@
 # takes no CPU of ours: it runs on the load generator's core in the
 # SCHED_IDLE class, on what CPU wrk leaves, so that it takes nothing from
 # either (on the server's core it ran in the gaps between requests, which
-# a remote service never does). The headline is each
-# mode's median requests/s over off's. See bench/README.md.
+# a remote service never does). Both still share the machine's two cores
+# with wrk, which caps the requests/s of the cosmos runs; so the headline
+# is each mode's requests per server CPU-second (every thread of serve, its
+# telemetry writer's too) over off's, with requests/s beside it.
 #
 # Usage: flock /tmp/modelops-bench.lock bench/telemetry/run.sh
 # Environment (all optional):
@@ -86,9 +88,13 @@ measure() {
   local url="http://127.0.0.1:$port/v2/models/iris/infer"
   LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
     wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s bench/load/post.lua "$url" >/dev/null
-  local out requests duration_us errors
+  local out requests duration_us errors ticks_before ticks_after
+  # The server's CPU time (every thread, the telemetry writer's too) over
+  # the measured run.
+  ticks_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   out=$(LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
     wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/load/post.lua "$url" | grep '^WRKJSON')
+  ticks_after=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   read -r requests duration_us errors < <(echo "${out#WRKJSON }" | python3 -c \
     'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["duration_us"], r["errors_status"]+r["errors_connect"]+r["errors_read"]+r["errors_timeout"])')
   [ "$errors" = 0 ] || { log "$mode: $errors wrk errors"; return 1; }
@@ -97,14 +103,15 @@ measure() {
   written=$(echo "$metrics" | awk '/^modelops_telemetry_written_total/ {s+=$2} END {print s+0}')
   dropped=$(echo "$metrics" | awk '/^modelops_telemetry_dropped_total/ {s+=$2} END {print s+0}')
   stop_server
-  echo "$mode $(python3 -c "print(round($requests / ($duration_us / 1e6)))") $written $dropped"
+  echo "$mode $(python3 -c "print(round($requests / ($duration_us / 1e6)))") $written $dropped" \
+    "$(python3 -c "print(round($requests / (($ticks_after - $ticks_before) / $(getconf CLK_TCK))))")"
 }
 
 results="$WORK/results.txt"
 for round in $(seq "$ROUNDS"); do
   for mode in off file cosmos; do
     line=$(measure "$mode")
-    log "round $round: $line (requests/s, documents written, dropped)"
+    log "round $round: $line (requests/s, documents written, dropped, requests per server CPU-second)"
     echo "$line" >>"$results"
   done
 done
@@ -114,19 +121,18 @@ import statistics, sys
 path, rows, connections, duration = sys.argv[1:]
 runs = {}
 for line in open(path):
-    mode, rps, written, dropped = line.split()
-    runs.setdefault(mode, []).append((int(rps), float(written), float(dropped)))
-off = [r[0] for r in runs["off"]]
+    mode, rps, written, dropped, per_cpu = line.split()
+    runs.setdefault(mode, []).append((int(rps), float(written), float(dropped), int(per_cpu)))
 print(f"{rows}-row V2 requests, {connections} connections, {duration} s per run, "
-      f"{len(off)} rounds of off / file / cosmos:")
-print("  mode    median req/s  median of per-round ratios to off  documents written (median per run)")
+      f"{len(runs['off'])} rounds of off / file / cosmos (median of per-round ratios to off):")
+print("  mode    req/s   ratio  req per server CPU-s  ratio  documents written (median per run)")
 for mode in ("off", "file", "cosmos"):
-    rps = [r[0] for r in runs[mode]]
-    ratios = [r / o for r, o in zip(rps, off)]
+    ratio = lambda i: statistics.median(r[i] / o[i] for r, o in zip(runs[mode], runs["off"]))
+    rps = statistics.median(r[0] for r in runs[mode])
+    per_cpu = statistics.median(r[3] for r in runs[mode])
     written = statistics.median(r[1] for r in runs[mode])
     dropped = statistics.median(r[2] for r in runs[mode])
     share = written / max(written + dropped, 1)
-    print(f"  {mode:<7} {statistics.median(rps):>12.0f}  {statistics.median(ratios):>10.3f} "
-          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})  "
+    print(f"  {mode:<7} {rps:>6.0f}  {ratio(0):.3f}  {per_cpu:>19.0f}  {ratio(3):.3f}  "
           f"{written:.0f} of {written + dropped:.0f} ({share:.0%}; the rest dropped and counted)")
 EOF

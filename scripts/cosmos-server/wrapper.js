@@ -108,6 +108,19 @@ json.default = async (req) => {
   return body;
 };
 
+// Fix 6: minimal responses. With `Prefer: return=minimal` (the SDK's
+// default for writes) the service leaves each written document out of a
+// batch's response; the package echoes every one, which the client then
+// has to read.
+const batchDocuments = lib("handler/batch-documents");
+const batchDocumentsOriginal = batchDocuments.default;
+batchDocuments.default = async (account, req, res, params) => {
+  const body = await batchDocumentsOriginal(account, req, res, params);
+  const minimal = String(req.headers.prefer || "").toLowerCase().includes("return=minimal");
+  if (!minimal || !Array.isArray(body)) return body;
+  return body.map(({ resourceBody, ...result }) => result);
+};
+
 const { createHttpServer, createHttpsServer } = require("@vercel/cosmosdb-server");
 
 // Fix 4: keep-alive. Without `keepAlive` the package answers `connection:
