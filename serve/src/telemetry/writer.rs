@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
 
 use super::event::{EncodedDocument, ModelFragments};
 use super::metrics::{DropReason, TelemetryMetrics};
@@ -21,6 +23,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Buffered sinks are flushed (and the pending gauge set) this often.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// While predictions keep arriving, the writer takes them this often.
+const LOOK_EVERY: Duration = Duration::from_millis(5);
 
 /// What to do when the store refuses the connection for good at startup
 /// (a wrong key, no access).
@@ -389,30 +393,44 @@ impl Writer {
         let mut pending = Pending::default();
         let mut writes = JoinSet::new();
         let mut flush = tokio::time::interval(FLUSH_EVERY);
+        let mut look = tokio::time::interval(LOOK_EVERY);
+        look.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Asleep on the channel only while nothing comes: the first request
+        // after a quiet spell wakes the writer; while requests keep coming
+        // it looks every LOOK_EVERY, so scoring does not wake a thread (two
+        // context switches) per request.
+        let mut idle = true;
         let finish_by = loop {
             tokio::select! {
-                message = receiver.recv() => match message {
-                    Some(Message::Record(prediction)) => pending.push(self.documents(prediction)),
+                message = receiver.recv(), if idle => match message {
+                    Some(Message::Record(prediction)) => {
+                        pending.push(self.documents(prediction));
+                        idle = false;
+                    }
                     Some(Message::Finish(by)) => break by,
                     None => break Instant::now(),
                 },
-                // A write is free: whatever else has arrived joins its batch.
-                Ok(permit) = permits.clone().acquire_owned(), if !pending.is_empty() => {
-                    let mut finish = None;
-                    while let Ok(message) = receiver.try_recv() {
-                        match message {
-                            Message::Record(prediction) => pending.push(self.documents(prediction)),
-                            Message::Finish(by) => {
-                                finish = Some(by);
-                                break;
+                _ = look.tick(), if !idle => {
+                    let mut received = false;
+                    let finish = loop {
+                        match receiver.try_recv() {
+                            Ok(Message::Record(prediction)) => {
+                                pending.push(self.documents(prediction));
+                                received = true;
                             }
+                            Ok(Message::Finish(by)) => break Some(by),
+                            Err(TryRecvError::Empty) => break None,
+                            Err(TryRecvError::Disconnected) => break Some(Instant::now()),
                         }
-                    }
-                    let batch = pending.take(max_batch);
-                    writes.spawn(self.write(batch, permit, deadline.clone()));
+                    };
                     if let Some(by) = finish {
                         break by;
                     }
+                    idle = !received && pending.is_empty();
+                }
+                Ok(permit) = permits.clone().acquire_owned(), if !pending.is_empty() => {
+                    let batch = pending.take(max_batch);
+                    writes.spawn(self.write(batch, permit, deadline.clone()));
                 }
                 // Reap finished writes so the set does not grow.
                 Some(_) = writes.join_next(), if !writes.is_empty() => {}
