@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serve::model::Manifest;
 use sha2::{Digest, Sha256};
 
 use super::Error;
@@ -33,29 +34,25 @@ impl Lineage {
             path: model.clone(),
             source,
         })?;
+        // model.toml as the server reads it.
         let toml_path = dir.join("model.toml");
-        let text = std::fs::read_to_string(&toml_path).map_err(|source| Error::Io {
-            path: toml_path.clone(),
-            source,
-        })?;
-        let table: toml::Table = toml::from_str(&text)
-            .map_err(|e| model_err(toml_path.clone(), format!("invalid TOML: {e}")))?;
-        let training_data_sha256 = table
-            .get("lineage")
-            .and_then(|l| l.get("training_data_sha256"))
-            .and_then(|v| v.as_str())
+        let manifest = Manifest::read_optional(&toml_path)
+            .map_err(|e| model_err(toml_path.clone(), e.to_string()))?;
+        let training_data_sha256 = manifest
+            .lineage
+            .get("training_data_sha256")
+            .cloned()
             .ok_or_else(|| {
                 model_err(
-                    toml_path.clone(),
+                    toml_path,
                     "no [lineage] training_data_sha256: a release must say what it was trained on"
                         .into(),
                 )
-            })?
-            .to_owned();
+            })?;
         Ok(Self {
             name,
             version,
-            model_sha256: hex(&Sha256::digest(&bytes)),
+            model_sha256: format!("{:x}", Sha256::digest(&bytes)),
             training_data_sha256,
         })
     }
@@ -75,8 +72,4 @@ fn highest_version(dir: &Path) -> Result<u32, Error> {
             path: dir.to_owned(),
             message: "no <version>/model.onnx here".into(),
         })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

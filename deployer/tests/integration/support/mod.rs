@@ -18,30 +18,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{json, Value};
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// A folder removed when dropped.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("deployer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+// The workspace root, scratch folders and the serve binary, as the other
+// deployer tests find them.
+#[path = "../../support/mod.rs"]
+mod shared;
+pub use shared::{repo_root, serve_binary, Scratch};
 
 /// `deployer ARGS` with `envs`, run to its end from the repository root.
 pub fn deployer(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -55,22 +36,6 @@ pub fn deployer(args: &[&str], envs: &[(&str, &str)]) -> Output {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The `serve` binary of this build (`cargo build -p serve --bin serve`),
-/// beside the test binaries' folder, or MODELOPS_SERVE_BIN.
-pub fn serve_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MODELOPS_SERVE_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("serve");
-    assert!(
-        path.is_file(),
-        "{} is missing: cargo build -p serve --bin serve",
-        path.display()
-    );
-    path
 }
 
 /// What a test release serves under the name iris.
