@@ -25,6 +25,10 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// While predictions keep arriving, the writer takes them this often.
 const LOOK_EVERY: Duration = Duration::from_millis(5);
+/// Documents wait at most about this long for a full batch: a write costs
+/// the same few hundred microseconds of the writer's CPU for one document
+/// as for a hundred.
+const FILL_WAIT: Duration = Duration::from_millis(50);
 
 /// What to do when the store refuses the connection for good at startup
 /// (a wrong key, no access).
@@ -314,21 +318,38 @@ type Deadline = Arc<Mutex<Option<Instant>>>;
 /// takes one model's (a Cosmos DB batch is one partition's).
 #[derive(Default)]
 struct Pending {
-    models: HashMap<Arc<str>, VecDeque<EncodedDocument>>,
+    models: HashMap<Arc<str>, Waiting>,
     /// Models with documents waiting, the one served longest ago first.
     order: VecDeque<Arc<str>>,
+}
+
+/// One model's documents waiting, and since when the oldest has.
+struct Waiting {
+    documents: VecDeque<EncodedDocument>,
+    since: Instant,
+}
+
+impl Waiting {
+    /// A full batch, or documents that waited [`FILL_WAIT`].
+    fn ready(&self, max: usize) -> bool {
+        self.documents.len() >= max || self.since.elapsed() >= FILL_WAIT
+    }
 }
 
 impl Pending {
     fn push(&mut self, documents: Vec<EncodedDocument>) {
         for document in documents {
-            if let Some(queue) = self.models.get_mut(&document.model) {
-                queue.push_back(document);
+            if let Some(waiting) = self.models.get_mut(&document.model) {
+                waiting.documents.push_back(document);
                 continue;
             }
             self.order.push_back(document.model.clone());
+            let waiting = Waiting {
+                since: Instant::now(),
+                documents: VecDeque::from([document]),
+            };
             self.models
-                .insert(document.model.clone(), VecDeque::from([document]));
+                .insert(waiting.documents[0].model.clone(), waiting);
         }
     }
 
@@ -336,14 +357,25 @@ impl Pending {
         self.order.is_empty()
     }
 
-    /// Up to `max` documents of the next model, models taking turns.
+    /// Whether a model's documents are [`Waiting::ready`] to be written.
+    fn ready(&self, max: usize) -> bool {
+        self.models.values().any(|waiting| waiting.ready(max))
+    }
+
+    /// Up to `max` documents of one model, models taking turns: the next
+    /// that is ready, else the next.
     fn take(&mut self, max: usize) -> Vec<EncodedDocument> {
-        let Some(model) = self.order.pop_front() else {
+        let ready = self
+            .order
+            .iter()
+            .position(|model| self.models[model].ready(max));
+        let Some(model) = self.order.remove(ready.unwrap_or(0)) else {
             return Vec::new();
         };
-        let queue = self.models.get_mut(&model).expect("ordered models wait");
-        let batch: Vec<EncodedDocument> = queue.drain(..max.min(queue.len())).collect();
-        if queue.is_empty() {
+        let waiting = self.models.get_mut(&model).expect("ordered models wait");
+        let take = max.min(waiting.documents.len());
+        let batch: Vec<EncodedDocument> = waiting.documents.drain(..take).collect();
+        if waiting.documents.is_empty() {
             self.models.remove(&model);
         } else {
             self.order.push_back(model);
@@ -428,7 +460,7 @@ impl Writer {
                     }
                     idle = !received && pending.is_empty();
                 }
-                Ok(permit) = permits.clone().acquire_owned(), if !pending.is_empty() => {
+                Ok(permit) = permits.clone().acquire_owned(), if pending.ready(max_batch) => {
                     let batch = pending.take(max_batch);
                     writes.spawn(self.write(batch, permit, deadline.clone()));
                 }
@@ -747,13 +779,19 @@ mod tests {
         pending.push(documents("a", 5));
         pending.push(documents("b", 2));
         pending.push(documents("a", 1));
-        let batches: Vec<(String, usize)> = std::iter::from_fn(|| {
-            let batch = pending.take(3);
-            (!batch.is_empty()).then(|| (batch[0].model.to_string(), batch.len()))
-        })
-        .collect();
-        let expected = [("a", 3), ("b", 2), ("a", 3)].map(|(m, n)| (m.to_string(), n));
-        assert_eq!(batches, expected);
+        // Full batches go first; b's two wait for more.
+        let model = |batch: Vec<EncodedDocument>| (batch[0].model.to_string(), batch.len());
+        assert!(pending.ready(3));
+        assert_eq!(model(pending.take(3)), ("a".to_string(), 3));
+        assert!(pending.ready(3), "a has three more");
+        assert_eq!(model(pending.take(3)), ("a".to_string(), 3));
+        assert!(!pending.ready(3), "b's two wait for a full batch");
+        // ... until they have waited FILL_WAIT; then models take turns.
+        pending.push(documents("a", 2));
+        std::thread::sleep(FILL_WAIT);
+        assert!(pending.ready(3));
+        assert_eq!(model(pending.take(3)), ("b".to_string(), 2));
+        assert_eq!(model(pending.take(3)), ("a".to_string(), 2));
         assert!(pending.is_empty());
     }
 
