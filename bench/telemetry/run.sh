@@ -66,8 +66,22 @@ taskset -c "$CLIENT_CPU" chrt --idle 0 scripts/cosmos-server/run start "$WORK/co
 endpoint=$(cat "$WORK/cosmos/endpoint")
 log "Cosmos DB server $endpoint on core $CLIENT_CPU (SCHED_IDLE)"
 
+# The telemetry writer thread's CPU time so far, in ns (0 when it has none).
+writer_ns() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    [ "$(cat "$task/comm")" = telemetry ] && { cut -d' ' -f1 "$task/schedstat"; return; }
+  done
+  echo 0
+}
+
+# Documents written so far, from the server's /metrics.
+written_so_far() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^modelops_telemetry_written_total/ {s+=$2} END {print s+0}'
+}
+
 # measure MODE: one fresh server, warm-up, one measured wrk run; prints
-# "MODE REQUESTS_PER_S WRITTEN DROPPED".
+# "MODE REQUESTS_PER_S WRITTEN DROPPED REQUESTS_PER_CPU_S WRITER_US_PER_DOCUMENT".
 measure() {
   local mode=$1 port args=()
   port=$($TOOL ports 1)
@@ -89,12 +103,17 @@ measure() {
   LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
     wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s bench/load/post.lua "$url" >/dev/null
   local out requests duration_us errors ticks_before ticks_after
+  local writer_before writer_after written_before written_after
   # The server's CPU time (every thread, the telemetry writer's too) over
-  # the measured run.
+  # the measured run, and the writer's own per document written in it.
+  written_before=$(written_so_far "$port")
+  writer_before=$(writer_ns "$SERVER_PID")
   ticks_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   out=$(LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
     wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/load/post.lua "$url" | grep '^WRKJSON')
   ticks_after=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+  writer_after=$(writer_ns "$SERVER_PID")
+  written_after=$(written_so_far "$port")
   read -r requests duration_us errors < <(echo "${out#WRKJSON }" | python3 -c \
     'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["duration_us"], r["errors_status"]+r["errors_connect"]+r["errors_read"]+r["errors_timeout"])')
   [ "$errors" = 0 ] || { log "$mode: $errors wrk errors"; return 1; }
@@ -104,14 +123,15 @@ measure() {
   dropped=$(echo "$metrics" | awk '/^modelops_telemetry_dropped_total/ {s+=$2} END {print s+0}')
   stop_server
   echo "$mode $(python3 -c "print(round($requests / ($duration_us / 1e6)))") $written $dropped" \
-    "$(python3 -c "print(round($requests / (($ticks_after - $ticks_before) / $(getconf CLK_TCK))))")"
+    "$(python3 -c "print(round($requests / (($ticks_after - $ticks_before) / $(getconf CLK_TCK))))")" \
+    "$(python3 -c "print(round(($writer_after - $writer_before) / 1e3 / max($written_after - $written_before, 1), 2))")"
 }
 
 results="$WORK/results.txt"
 for round in $(seq "$ROUNDS"); do
   for mode in off file cosmos; do
     line=$(measure "$mode")
-    log "round $round: $line (requests/s, documents written, dropped, requests per server CPU-second)"
+    log "round $round: $line (requests/s, documents written, dropped, requests per server CPU-second, writer CPU µs per document)"
     echo "$line" >>"$results"
   done
 done
@@ -121,18 +141,21 @@ import statistics, sys
 path, rows, connections, duration = sys.argv[1:]
 runs = {}
 for line in open(path):
-    mode, rps, written, dropped, per_cpu = line.split()
-    runs.setdefault(mode, []).append((int(rps), float(written), float(dropped), int(per_cpu)))
+    mode, rps, written, dropped, per_cpu, writer_us = line.split()
+    runs.setdefault(mode, []).append(
+        (int(rps), float(written), float(dropped), int(per_cpu), float(writer_us)))
 print(f"{rows}-row V2 requests, {connections} connections, {duration} s per run, "
       f"{len(runs['off'])} rounds of off / file / cosmos (median of per-round ratios to off):")
-print("  mode    req/s   ratio  req per server CPU-s  ratio  documents written (median per run)")
+print("  mode    req/s   ratio  req per server CPU-s  ratio  writer µs/doc  documents written (median per run)")
 for mode in ("off", "file", "cosmos"):
     ratio = lambda i: statistics.median(r[i] / o[i] for r, o in zip(runs[mode], runs["off"]))
     rps = statistics.median(r[0] for r in runs[mode])
     per_cpu = statistics.median(r[3] for r in runs[mode])
     written = statistics.median(r[1] for r in runs[mode])
     dropped = statistics.median(r[2] for r in runs[mode])
+    writer_us = statistics.median(r[4] for r in runs[mode]) if mode != "off" else float("nan")
     share = written / max(written + dropped, 1)
     print(f"  {mode:<7} {rps:>6.0f}  {ratio(0):.3f}  {per_cpu:>19.0f}  {ratio(3):.3f}  "
+          f"{writer_us:>13.2f}  "
           f"{written:.0f} of {written + dropped:.0f} ({share:.0%}; the rest dropped and counted)")
 EOF
