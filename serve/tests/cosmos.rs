@@ -113,6 +113,7 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
         create_topic(topic, 1);
     }
     let brokers = brokers();
+    let group = unique("group");
     let server = serve(
         &cosmos,
         &container,
@@ -126,7 +127,7 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
             "--kafka-dlq-topic",
             &dlq,
             "--kafka-group-id",
-            &unique("group"),
+            &group,
             "--code-commit",
             "0123abcd",
             "--image-digest",
@@ -203,7 +204,7 @@ fn a_thousand_predictions_over_rest_and_kafka_arrive_with_every_field() {
             }
         }
         let expected_id = match source {
-            "kafka" => format!("{input}-0-{}-0", i - 500),
+            "kafka" => format!("{group}-{input}-0-{}-0", i - 500),
             _ => document["id"].as_str().unwrap().to_string(),
         };
         assert_eq!(document["id"], expected_id.as_str());

@@ -106,6 +106,8 @@ pub struct TopicSpec {
 /// What the scoring tasks share.
 struct Pipeline {
     options: KafkaOptions,
+    /// `options.group_id`, shared by every message's telemetry.
+    group: Arc<str>,
     metrics: metrics::StreamMetrics,
     repository: Arc<ModelRepository>,
     scheduler: Arc<Scheduler>,
@@ -254,6 +256,7 @@ async fn connect(
     );
     let pipeline = Pipeline {
         metrics: metrics::StreamMetrics::new(&options.input_topic, &options.output_topic),
+        group: options.group_id.as_str().into(),
         options,
         repository,
         scheduler,

@@ -158,6 +158,7 @@ fn record(
     telemetry.record(Prediction {
         origin: Origin::Kafka {
             request_id,
+            group: pipeline.group.clone(),
             topic: message.topic().to_string(),
             partition: message.partition(),
             offset: message.offset(),

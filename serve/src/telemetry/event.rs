@@ -29,11 +29,14 @@ pub enum Source {
 pub enum Origin {
     /// The V2 body's `id`, else the `x-request-id` header.
     Rest { request_id: Option<String> },
-    /// The message's key (else the V2 body's `id`) and its position: a
-    /// message scored again after a rebalance makes the same document ids,
-    /// so redelivery overwrites instead of duplicating.
+    /// The message's key (else the V2 body's `id`) and its position in the
+    /// consumer group's stream: a message scored again after a rebalance
+    /// makes the same document ids, so redelivery overwrites instead of
+    /// duplicating, while another group (another deployment reading the
+    /// same topic) makes its own.
     Kafka {
         request_id: String,
+        group: Arc<str>,
         topic: String,
         partition: i32,
         offset: i64,
@@ -182,12 +185,13 @@ impl Prediction {
             ),
             Origin::Kafka {
                 request_id,
+                group,
                 topic,
                 partition,
                 offset,
             } => (
                 Some(request_id.as_str()),
-                format!("{topic}-{partition}-{offset}"),
+                format!("{}-{topic}-{partition}-{offset}", id_safe(group)),
                 Source::Kafka,
             ),
         };
@@ -321,6 +325,23 @@ fn timestamp(at: SystemTime) -> String {
     out
 }
 
+/// `text` without the characters a Cosmos DB id cannot hold (`/`, `\`,
+/// `?`, `#`), percent-encoded (and `%` itself, so that two texts stay two
+/// ids). Kafka group ids may hold any of them; topic names cannot.
+fn id_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    const UNSAFE: [char; 5] = ['/', '\\', '?', '#', '%'];
+    if !text.contains(UNSAFE) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match UNSAFE.contains(&c) {
+            true => format!("%{:02X}", c as u32),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
 fn trace_id(traceparent: &str) -> Option<String> {
     let mut parts = traceparent.trim().split('-');
@@ -332,6 +353,13 @@ fn trace_id(traceparent: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_keep_what_cosmos_db_allows_and_encode_the_rest() {
+        assert_eq!(id_safe("scoring-v2.canary_1"), "scoring-v2.canary_1");
+        assert_eq!(id_safe("team/a?b#c\\d%e"), "team%2Fa%3Fb%23c%5Cd%25e");
+        assert_ne!(id_safe("a/b"), id_safe("a%2Fb"));
+    }
 
     #[test]
     fn trace_ids_come_from_valid_traceparents_only() {

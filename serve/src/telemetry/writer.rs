@@ -839,6 +839,7 @@ mod tests {
         let prediction = Prediction {
             origin: Origin::Kafka {
                 request_id: "key-1".into(),
+                group: "scoring".into(),
                 topic: "in".into(),
                 partition: 3,
                 offset: 42,
@@ -861,7 +862,7 @@ mod tests {
         let documents = decode(prediction.encode("p", 7, &fragments));
         assert_eq!(documents.len(), 2);
         let second = &documents[1];
-        assert_eq!(second.id, "in-3-42-1");
+        assert_eq!(second.id, "scoring-in-3-42-1");
         assert_eq!(second.request_id.as_deref(), Some("key-1"));
         assert_eq!(second.label, Some(serde_json::json!("virginica")));
         assert_eq!(second.probabilities.as_ref().unwrap()["virginica"], 0.8);
@@ -878,7 +879,10 @@ mod tests {
             "models/train/train.py"
         );
         let first = &documents[0];
-        assert_eq!((first.id.as_str(), first.row), ("in-3-42-0", Some(0)));
+        assert_eq!(
+            (first.id.as_str(), first.row),
+            ("scoring-in-3-42-0", Some(0))
+        );
         assert_eq!(first.label, Some(serde_json::json!("setosa")));
         assert_eq!(first.inputs, Some(vec![1.0, 2.0, 3.0, 4.0]));
         assert_eq!(first.outcome, "ok");
