@@ -257,14 +257,13 @@ impl LinearClassifier {
     }
 
     /// Turns one row of raw scores into output scores, returning the index
-    /// of the winning label.
+    /// of the winning label. With [`Layout::Multi`] the post transform is
+    /// left to [`LinearClassifier::eval`], which applies it to every row at once.
     fn finish_row(&self, raw: &mut [f32], out: &mut [f32]) -> usize {
         match self.layout {
             Layout::Multi => {
-                let best = first_max(raw);
-                self.post_transform.apply_batched(raw);
                 out.copy_from_slice(raw);
-                best
+                first_max(raw)
             }
             Layout::BinaryTwoColumns => {
                 let s = raw[0];
@@ -309,6 +308,11 @@ impl Kernel for LinearClassifier {
             let out = out.as_slice_mut().expect("fresh arrays are contiguous");
             winners.push(self.finish_row(raw, out));
         });
+        if self.layout == Layout::Multi {
+            let columns = self.columns();
+            let flat = scores.as_slice_mut().expect("fresh arrays are contiguous");
+            self.post_transform.apply_batched_rows(flat, columns);
+        }
         Ok(tvec![self.labels.tensor(&winners), scores.into()])
     }
 }
@@ -352,15 +356,17 @@ impl Kernel for LinearRegressor {
     fn eval(&self, input: ArrayView2<'_, f32>) -> TractResult<TVec<Tensor>> {
         let mut output = Array2::<f32>::zeros((input.nrows(), self.linear.targets));
         self.linear.for_each_row(&input, |raw, ix| {
-            // onnxruntime treats a single target like a binary score: only
-            // PROBIT applies to it.
-            self.post_transform.apply_batched(raw);
             output
                 .row_mut(ix)
                 .as_slice_mut()
                 .expect("fresh arrays are contiguous")
                 .copy_from_slice(raw);
         });
+        // onnxruntime treats a single target like a binary score: only
+        // PROBIT applies to it.
+        let flat = output.as_slice_mut().expect("fresh arrays are contiguous");
+        self.post_transform
+            .apply_batched_rows(flat, self.linear.targets);
         Ok(tvec![output.into()])
     }
 }

@@ -45,12 +45,22 @@ impl PostTransform {
     /// SVM kernels do (`batched_update_scores_inplace`): LOGISTIC with MLAS's
     /// approximation, and to a row of one score only if PROBIT.
     pub fn apply_batched(self, scores: &mut [f32]) {
-        if scores.len() > 1 && self == PostTransform::Logistic {
-            scores.iter_mut().for_each(|s| *s = mlas_logistic(*s));
-        } else if scores.len() > 1 {
-            self.apply(scores);
-        } else if self == PostTransform::Probit {
-            scores.iter_mut().for_each(|s| *s = probit(*s));
+        self.apply_batched_rows(scores, scores.len());
+    }
+
+    /// [`Self::apply_batched`] on each row of `columns` scores in `scores`.
+    /// The transform is chosen once per batch, not per row: per row, the
+    /// dispatch cost more than softmax over a few classes itself.
+    pub fn apply_batched_rows(self, scores: &mut [f32], columns: usize) {
+        let rows = scores.chunks_exact_mut(columns.max(1));
+        match self {
+            PostTransform::Logistic if columns > 1 => {
+                rows.flatten().for_each(|s| *s = mlas_logistic(*s))
+            }
+            PostTransform::Softmax if columns > 1 => rows.for_each(softmax),
+            PostTransform::SoftmaxZero if columns > 1 => rows.for_each(softmax_zero),
+            PostTransform::Probit => rows.flatten().for_each(|s| *s = probit(*s)),
+            _ => {}
         }
     }
 }
@@ -128,6 +138,7 @@ fn erf_inv(x: f32) -> f32 {
     sign * v3.sqrt()
 }
 
+#[inline]
 pub fn softmax(scores: &mut [f32]) {
     let max = scores.iter().copied().fold(f32::MIN, f32::max);
     let mut sum = 0.0;
@@ -138,6 +149,7 @@ pub fn softmax(scores: &mut [f32]) {
     scores.iter_mut().for_each(|s| *s /= sum);
 }
 
+#[inline]
 fn softmax_zero(scores: &mut [f32]) {
     let max = scores.iter().copied().fold(f32::MIN, f32::max);
     let exp_neg_max = (-max).exp();

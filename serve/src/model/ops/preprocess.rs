@@ -182,9 +182,13 @@ fn normalizer(
 }
 
 impl Normalizer {
-    fn normalize(&self, row: &mut [f32]) {
+    /// Normalizes each row of `columns` values in `rows`. The norm is
+    /// matched once per batch: per row, the dispatch and ndarray's row
+    /// iteration cost more than a few classes' arithmetic.
+    fn normalize(&self, rows: &mut [f32], columns: usize) {
+        let rows = rows.chunks_exact_mut(columns.max(1));
         match self.norm {
-            Norm::Max => {
+            Norm::Max => rows.for_each(|row| {
                 let mut max = f32::MIN;
                 for &x in row.iter() {
                     if max < x {
@@ -194,14 +198,14 @@ impl Normalizer {
                 if max != 0.0 {
                     row.iter_mut().for_each(|x| *x /= max);
                 }
-            }
-            Norm::L1 => {
+            }),
+            Norm::L1 => rows.for_each(|row| {
                 let sum: f32 = row.iter().fold(0.0, |sum, x| sum + x.abs());
                 if sum != 0.0 {
                     row.iter_mut().for_each(|x| *x /= sum);
                 }
-            }
-            Norm::L2 => {
+            }),
+            Norm::L2 => rows.for_each(|row| {
                 let sum: f32 = row.iter().fold(0.0, |sum, x| sum + x * x);
                 if sum != 0.0 {
                     for x in row.iter_mut() {
@@ -209,7 +213,7 @@ impl Normalizer {
                         *x = if *x < 0.0 { -magnitude } else { magnitude };
                     }
                 }
-            }
+            }),
         }
     }
 }
@@ -232,10 +236,12 @@ impl Kernel for Normalizer {
     }
 
     fn eval(&self, input: ArrayView2<'_, f32>) -> TractResult<TVec<Tensor>> {
-        let mut output: Array2<f32> = input.to_owned();
-        for mut row in output.rows_mut() {
-            self.normalize(row.as_slice_mut().expect("fresh arrays are contiguous"));
-        }
+        let mut output: Array2<f32> = input.as_standard_layout().into_owned();
+        let columns = output.ncols();
+        let flat = output
+            .as_slice_mut()
+            .expect("standard layout is contiguous");
+        self.normalize(flat, columns);
         Ok(tvec![output.into()])
     }
 }
