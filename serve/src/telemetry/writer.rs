@@ -25,9 +25,9 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// While predictions keep arriving, the writer takes them this often.
 const LOOK_EVERY: Duration = Duration::from_millis(5);
-/// Documents wait at most about this long for a full batch: a write costs
-/// the same few hundred microseconds of the writer's CPU for one document
-/// as for a hundred.
+/// Documents wait about this long (at most twice) for a full batch: a
+/// write costs the same few hundred microseconds of the writer's CPU for
+/// one document as for a hundred.
 const FILL_WAIT: Duration = Duration::from_millis(50);
 
 /// What to do when the store refuses the connection for good at startup
@@ -323,7 +323,9 @@ struct Pending {
     order: VecDeque<Arc<str>>,
 }
 
-/// One model's documents waiting, and since when the oldest has.
+/// One model's documents waiting, and since when: the oldest's arrival, or
+/// the last take for those it left (younger than that; not older than
+/// [`FILL_WAIT`] then, or they would have been taken).
 struct Waiting {
     documents: VecDeque<EncodedDocument>,
     since: Instant,
@@ -378,6 +380,9 @@ impl Pending {
         if waiting.documents.is_empty() {
             self.models.remove(&model);
         } else {
+            // Otherwise the rest would count as old as the oldest taken,
+            // and a steady flow would go in a batch per look again.
+            waiting.since = Instant::now();
             self.order.push_back(model);
         }
         batch
@@ -793,6 +798,11 @@ mod tests {
         assert_eq!(model(pending.take(3)), ("b".to_string(), 2));
         assert_eq!(model(pending.take(3)), ("a".to_string(), 2));
         assert!(pending.is_empty());
+        // What a take leaves waits for a batch of its own.
+        pending.push(documents("c", 4));
+        std::thread::sleep(FILL_WAIT);
+        assert_eq!(model(pending.take(3)), ("c".to_string(), 3));
+        assert!(!pending.ready(3), "the fourth waits again");
     }
 
     #[test]
