@@ -75,9 +75,9 @@ writer_ns() {
   echo 0
 }
 
-# Documents written so far, from the server's /metrics.
-written_so_far() {
-  curl -s "http://127.0.0.1:$1/metrics" | awk '/^modelops_telemetry_written_total/ {s+=$2} END {print s+0}'
+# metric_total PORT NAME: the sum of NAME's series in the server's /metrics.
+metric_total() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 ~ "^" name {s+=$2} END {print s+0}'
 }
 
 # measure MODE: one fresh server, warm-up, one measured wrk run; prints
@@ -106,23 +106,21 @@ measure() {
   local writer_before writer_after written_before written_after
   # The server's CPU time (every thread, the telemetry writer's too) over
   # the measured run, and the writer's own per document written in it.
-  written_before=$(written_so_far "$port")
+  written_before=$(metric_total "$port" modelops_telemetry_written_total)
   writer_before=$(writer_ns "$SERVER_PID")
   ticks_before=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   out=$(LOAD_BODY="$WORK/bodies/body-$ROWS.json" taskset -c "$CLIENT_CPU" \
     wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/load/post.lua "$url" | grep '^WRKJSON')
   ticks_after=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   writer_after=$(writer_ns "$SERVER_PID")
-  written_after=$(written_so_far "$port")
+  written_after=$(metric_total "$port" modelops_telemetry_written_total)
   read -r requests duration_us errors < <(echo "${out#WRKJSON }" | python3 -c \
     'import json,sys; r=json.load(sys.stdin); print(r["requests"], r["duration_us"], r["errors_status"]+r["errors_connect"]+r["errors_read"]+r["errors_timeout"])')
   [ "$errors" = 0 ] || { log "$mode: $errors wrk errors"; return 1; }
-  local metrics written dropped
-  metrics=$(curl -s "http://127.0.0.1:$port/metrics")
-  written=$(echo "$metrics" | awk '/^modelops_telemetry_written_total/ {s+=$2} END {print s+0}')
-  dropped=$(echo "$metrics" | awk '/^modelops_telemetry_dropped_total/ {s+=$2} END {print s+0}')
+  local dropped
+  dropped=$(metric_total "$port" modelops_telemetry_dropped_total)
   stop_server
-  echo "$mode $(python3 -c "print(round($requests / ($duration_us / 1e6)))") $written $dropped" \
+  echo "$mode $(python3 -c "print(round($requests / ($duration_us / 1e6)))") $written_after $dropped" \
     "$(python3 -c "print(round($requests / (($ticks_after - $ticks_before) / $(getconf CLK_TCK))))")" \
     "$(python3 -c "print(round(($writer_after - $writer_before) / 1e3 / max($written_after - $written_before, 1), 2))")"
 }

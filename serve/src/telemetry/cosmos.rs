@@ -36,7 +36,7 @@ use azure_data_cosmos_driver::models::{
 use azure_data_cosmos_driver::options::DriverOptions;
 use azure_data_cosmos_driver::{CosmosDriver, CosmosDriverRuntime};
 use futures_util::TryStreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::sink::SinkFuture;
@@ -189,6 +189,7 @@ impl CosmosSink {
 const UPSERT: &[u8] = br#"{"operationType":"Upsert","resourceBody":"#;
 
 /// A transactional batch's body: a JSON array of upserts.
+#[derive(Default)]
 struct BatchBody {
     json: Vec<u8>,
     operations: usize,
@@ -202,21 +203,12 @@ fn batch_bodies(documents: &[EncodedDocument], max_bytes: usize) -> Vec<BatchBod
     let operation_size = |document: &EncodedDocument| UPSERT.len() + document.json.len() + 2;
     let mut left: usize = documents.iter().map(operation_size).sum();
     let mut bodies = Vec::new();
-    let mut body = BatchBody {
-        json: Vec::new(),
-        operations: 0,
-    };
+    let mut body = BatchBody::default();
     for document in documents {
         let operation = operation_size(document);
         if body.operations > 0 && body.json.len() + operation + 1 > max_bytes {
             body.json.push(b']');
-            bodies.push(std::mem::replace(
-                &mut body,
-                BatchBody {
-                    json: Vec::new(),
-                    operations: 0,
-                },
-            ));
+            bodies.push(std::mem::take(&mut body));
         }
         if body.operations == 0 {
             body.json.reserve_exact(left.min(max_bytes) + 1);
@@ -250,14 +242,16 @@ struct OperationResult {
 /// A batch of `operations` the service answered: every operation done, or
 /// why not (an atomic batch fails whole; the operation at fault says why).
 fn batch_outcome(response: CosmosResponse, operations: usize) -> Result<(), SinkError> {
-    let body = response
-        .into_body()
-        .single()
-        .map_err(|e| SinkError::Retryable {
-            reason: format!("unreadable batch response: {e}"),
-            after: None,
-        })?;
+    let body = response.into_body().single().map_err(unreadable)?;
     batch_results(&body, operations)
+}
+
+/// A batch response that does not say what became of the batch: retried.
+fn unreadable(reason: impl std::fmt::Display) -> SinkError {
+    SinkError::Retryable {
+        reason: format!("unreadable batch response: {reason}"),
+        after: None,
+    }
 }
 
 /// [`batch_outcome`] from the response's body.
@@ -265,12 +259,7 @@ fn batch_results(body: &[u8], operations: usize) -> Result<(), SinkError> {
     if all_succeeded(body, operations) {
         return Ok(());
     }
-    let unreadable = |reason: String| SinkError::Retryable {
-        reason: format!("unreadable batch response: {reason}"),
-        after: None,
-    };
-    let results: Vec<OperationResult> =
-        serde_json::from_slice(body).map_err(|e| unreadable(e.to_string()))?;
+    let results: Vec<OperationResult> = serde_json::from_slice(body).map_err(unreadable)?;
     let Some(failed) = results
         .iter()
         .find(|r| !(200..300).contains(&r.status_code) && r.status_code != FAILED_DEPENDENCY)
@@ -350,13 +339,7 @@ async fn connect(settings: &CosmosSettings) -> Result<Connection, CosmosError> {
         .await?
         .create_driver(options)
         .await?;
-    #[derive(Serialize)]
-    struct Database<'a> {
-        id: &'a str,
-    }
-    let database = serde_json::to_vec(&Database {
-        id: &settings.database,
-    })?;
+    let database = serde_json::to_vec(&serde_json::json!({ "id": settings.database }))?;
     let database_operation = CosmosOperation::create_database(account.clone()).with_body(database);
     create_if_missing(&driver, database_operation).await?;
     let container = serde_json::to_vec(&ContainerProperties::new(

@@ -75,7 +75,7 @@ pub struct Lineage {
 
 /// One telemetry document: one row's prediction, or one failed request, as
 /// read back from a store ([`Prediction::encode`] writes them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Document {
     /// Unique per document (Cosmos' `id`).
     pub id: String,
@@ -98,10 +98,8 @@ pub struct Document {
     pub outcome: String,
     pub error: Option<String>,
     pub trace_id: Option<String>,
-    /// Shared by every document of a request: cloning the map per row was
-    /// a good part of building them.
-    pub lineage: Arc<Lineage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Lineage,
+    #[serde(default)]
     pub inputs: Option<Vec<f64>>,
 }
 
