@@ -14,10 +14,15 @@
 //   curl -s http://127.0.0.1:C/faults          -> current faults and counters
 // Fields: throttle_every N (every Nth document write answers 429, 0 = off),
 // retry_after_ms (x-ms-retry-after-ms on those 429s), unavailable (true: every
-// document write answers 503). POST {} turns all faults off; counters are
-// reset by every POST.
+// document write answers 503), discard_writes (true: transactional batches
+// are answered as done, each operation 201, without storing anything; for
+// benchmarks: storing costs this server about 30 us of CPU a document, six
+// times the client's own work, which a remote service never takes from the
+// machine under test). POST {} turns all faults off; counters are reset by
+// every POST.
 // Counters: connections (new client connections: shows keep-alive works),
-// document_writes (retries included), throttled, unavailable, unauthorized.
+// document_writes (retries included), throttled, unavailable, unauthorized,
+// discarded (operations of discarded batches).
 //
 // Patching works by replacing handler modules' exports before the package's
 // router loads them (the router copies each handler when it is first required).
@@ -134,8 +139,9 @@ server.keepAliveTimeout = 600_000;
 server.headersTimeout = 601_000;
 
 // Fault injection, in front of the package's request handler.
-const faults = { throttle_every: 0, retry_after_ms: 100, unavailable: false };
-const counters = { connections: 0, document_writes: 0, throttled: 0, unavailable: 0, unauthorized: 0 };
+const NO_FAULTS = { throttle_every: 0, retry_after_ms: 100, unavailable: false, discard_writes: false };
+const faults = { ...NO_FAULTS };
+const counters = { connections: 0, document_writes: 0, throttled: 0, unavailable: 0, unauthorized: 0, discarded: 0 };
 // New client connections (TCP, or TLS handshakes): shows whether keep-alive works.
 server.on(args.ssl ? "secureConnection" : "connection", () => (counters.connections += 1));
 
@@ -167,6 +173,26 @@ function signatureValid(req) {
   return token === `type=master&ver=1.0&sig=${sig}`;
 }
 
+// What opens each operation of a transactional batch. Counting these is how
+// a discarded batch's operations are counted: parsing the body would cost
+// this server more than the client's whole write (a document holding an
+// object whose first key is operationType would be miscounted).
+const OPERATION = Buffer.from('{"operationType":');
+
+// Answers a transactional batch as done without storing it (discard_writes).
+function discardBatch(req, res) {
+  const chunks = [];
+  req.on("data", (chunk) => chunks.push(chunk));
+  req.on("end", () => {
+    const body = Buffer.concat(chunks);
+    let operations = 0;
+    for (let at = body.indexOf(OPERATION); at >= 0; at = body.indexOf(OPERATION, at + OPERATION.length)) operations += 1;
+    counters.discarded += operations;
+    answer(req, res, 200, { "x-ms-request-charge": String(operations) },
+      Array.from({ length: operations }, () => ({ statusCode: 201, requestCharge: 1 })));
+  });
+}
+
 function answer(req, res, status, headers, body) {
   req.resume(); // drain the request body so the connection stays usable
   res.writeHead(status, { "content-type": "application/json", "x-ms-activity-id": crypto.randomUUID(), ...headers });
@@ -192,6 +218,9 @@ server.on("request", (req, res) => {
       return answer(req, res, 429, { "x-ms-retry-after-ms": String(faults.retry_after_ms), "x-ms-substatus": "3200" },
         { code: "TooManyRequests", message: "Request rate is large (injected by wrapper.js)" });
     }
+    if (faults.discard_writes && String(req.headers["x-ms-cosmos-is-batch-request"]).toLowerCase() === "true") {
+      return discardBatch(req, res);
+    }
   }
   packageHandler(req, res);
 });
@@ -212,7 +241,7 @@ const control = http.createServer((req, res) => {
         res.writeHead(400, { "content-type": "text/plain" }).end(`bad JSON: ${err.message}\n`);
         return;
       }
-      Object.assign(faults, { throttle_every: 0, retry_after_ms: 100, unavailable: false }, next);
+      Object.assign(faults, NO_FAULTS, next);
       Object.keys(counters).forEach((k) => (counters[k] = 0));
     }
     const body = JSON.stringify({ faults, counters }) + "\n";
