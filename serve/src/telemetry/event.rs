@@ -2,6 +2,7 @@
 //! ([`Prediction`]) and the documents written for it ([`Document`], one per
 //! row, or one for a failed request).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -175,53 +176,65 @@ impl Prediction {
         sequence: u64,
         fragments: &ModelFragments,
     ) -> Vec<EncodedDocument> {
-        let (request_id, id_prefix, source) = match &self.origin {
-            Origin::Rest { request_id } => (
-                request_id.as_deref(),
-                format!("{process}-{sequence:x}"),
-                Source::Rest,
-            ),
+        // `{"id":"<prefix>-`: each document adds its row (or `error`).
+        let mut id_head = Vec::with_capacity(64);
+        id_head.extend_from_slice(b"{\"id\":");
+        let (request_id, source) = match &self.origin {
+            Origin::Rest { request_id } => {
+                json(&mut id_head, &format_args!("{process}-{sequence:x}"));
+                (request_id.as_deref(), Source::Rest)
+            }
             Origin::Kafka {
                 request_id,
                 group,
                 topic,
                 partition,
                 offset,
-            } => (
-                Some(request_id.as_str()),
-                format!("{}-{topic}-{partition}-{offset}", id_safe(group)),
-                Source::Kafka,
-            ),
+            } => {
+                let group = id_safe(group);
+                json(
+                    &mut id_head,
+                    &format_args!("{group}-{topic}-{partition}-{offset}"),
+                );
+                (Some(request_id.as_str()), Source::Kafka)
+            }
         };
+        id_head.pop();
+        id_head.push(b'-');
         // What follows each document's id, up to its row.
-        let mut head = Vec::with_capacity(256);
+        let mut head = Vec::with_capacity(128 + fragments.identity.len());
         field(&mut head, "request_id", &request_id);
         head.extend_from_slice(&fragments.identity);
         field(&mut head, "source", &source);
-        field(&mut head, "timestamp", &timestamp(self.at));
+        head.extend_from_slice(b"\"timestamp\":\"");
+        write_timestamp(&mut head, self.at);
+        head.extend_from_slice(b"\",");
         field(&mut head, "latency_ms", &(self.latency.as_secs_f64() * 1e3));
-        // What follows its outcome.
-        let mut tail = Vec::with_capacity(64 + fragments.lineage.len());
-        field(
-            &mut tail,
-            "trace_id",
-            &self.traceparent.as_deref().and_then(trace_id),
-        );
-        tail.extend_from_slice(&fragments.lineage);
-        // `{"id":"<prefix>-`: each document adds its row (or `error`).
-        let mut id_head = b"{\"id\":".to_vec();
-        json(&mut id_head, &id_prefix);
-        id_head.pop();
-        id_head.push(b'-');
-        let document = |id_suffix: &dyn Fn(&mut Vec<u8>), middle: &[u8], inputs: Option<&[f64]>| {
-            let size = id_head.len() + 24 + head.len() + middle.len() + tail.len();
+        // `"trace_id":…,`, encoded once.
+        let trace: Cow<[u8]> = match self.traceparent.as_deref().and_then(trace_id) {
+            None => Cow::Borrowed(b"\"trace_id\":null,"),
+            Some(id) => {
+                let mut trace = Vec::with_capacity(48);
+                field(&mut trace, "trace_id", &id);
+                Cow::Owned(trace)
+            }
+        };
+        // Each document is written straight into its own buffer, sized
+        // once: its row's fields (about 48 bytes a class) go between
+        // `head` and the trace id.
+        let size = id_head.len() + head.len() + fragments.lineage.len() + 160;
+        let size = size + 48 * self.model.signature.classes();
+        let start = |id_suffix: &dyn Fn(&mut Vec<u8>), inputs: Option<&[f64]>| {
             let mut out = Vec::with_capacity(size + inputs.map_or(0, |x| 16 + 24 * x.len()));
             out.extend_from_slice(&id_head);
             id_suffix(&mut out);
             out.extend_from_slice(b"\",");
             out.extend_from_slice(&head);
-            out.extend_from_slice(middle);
-            out.extend_from_slice(&tail);
+            out
+        };
+        let finish = |mut out: Vec<u8>, inputs: Option<&[f64]>| {
+            out.extend_from_slice(&trace);
+            out.extend_from_slice(&fragments.lineage);
             if let Some(inputs) = inputs {
                 out.extend_from_slice(b",\"inputs\":");
                 json(&mut out, inputs);
@@ -235,35 +248,35 @@ impl Prediction {
         let predictions = match &self.outcome {
             Ok(predictions) => predictions,
             Err(error) => {
-                let mut middle = b"\"row\":null,\"label\":null,\"probabilities\":null,".to_vec();
-                field(&mut middle, "outcome", error.kind());
-                field(&mut middle, "error", &error.to_string());
-                let error_suffix = |out: &mut Vec<u8>| out.extend_from_slice(b"error");
-                return vec![document(&error_suffix, &middle, self.inputs.as_deref())];
+                let inputs = self.inputs.as_deref();
+                let mut out = start(&|out| out.extend_from_slice(b"error"), inputs);
+                out.extend_from_slice(b"\"row\":null,\"label\":null,\"probabilities\":null,");
+                field(&mut out, "outcome", error.kind());
+                field(&mut out, "error", &error.to_string());
+                return vec![finish(out, inputs)];
             }
         };
         let features = self.model.signature.features;
-        let mut middle = Vec::with_capacity(96 + 48 * predictions.classes);
         (0..predictions.rows)
             .map(|row| {
-                middle.clear();
-                field(&mut middle, "row", &row);
-                middle.extend_from_slice(b"\"label\":");
-                middle.extend_from_slice(&fragments.labels[predictions.label_indices[row]]);
-                middle.extend_from_slice(b",\"probabilities\":{");
-                for (class, p) in predictions.row(row).iter().enumerate() {
-                    if class > 0 {
-                        middle.push(b',');
-                    }
-                    middle.extend_from_slice(&fragments.keys[class]);
-                    json(&mut middle, p);
-                }
-                middle.extend_from_slice(b"},\"outcome\":\"ok\",\"error\":null,");
                 let inputs = self
                     .inputs
                     .as_ref()
                     .and_then(|x| x.get(row * features..(row + 1) * features));
-                document(&|out: &mut Vec<u8>| json(out, &row), &middle, inputs)
+                let mut out = start(&|out| json(out, &row), inputs);
+                field(&mut out, "row", &row);
+                out.extend_from_slice(b"\"label\":");
+                out.extend_from_slice(&fragments.labels[predictions.label_indices[row]]);
+                out.extend_from_slice(b",\"probabilities\":{");
+                for (class, p) in predictions.row(row).iter().enumerate() {
+                    if class > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&fragments.keys[class]);
+                    json(&mut out, p);
+                }
+                out.extend_from_slice(b"},\"outcome\":\"ok\",\"error\":null,");
+                finish(out, inputs)
             })
             .collect()
     }
@@ -297,36 +310,34 @@ fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) {
     out.push(b',');
 }
 
-/// `at` in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`: fixed width, so that
-/// timestamps sort as text. (Written digit by digit: a format description
-/// cost a sixth of a document's encoding.)
-fn timestamp(at: SystemTime) -> String {
+/// Appends `at` in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`: fixed width, so
+/// that timestamps sort as text. (Written digit by digit: a format
+/// description cost a sixth of a document's encoding.)
+fn write_timestamp(out: &mut Vec<u8>, at: SystemTime) {
     let at = OffsetDateTime::from(at);
     let (year, month, day) = at.to_calendar_date();
     let (hour, minute, second, micro) = at.to_hms_micro();
     let parts = [
-        (year.clamp(0, 9999) as u32, 4, '-'),
-        (month as u32, 2, '-'),
-        (u32::from(day), 2, 'T'),
-        (u32::from(hour), 2, ':'),
-        (u32::from(minute), 2, ':'),
-        (u32::from(second), 2, '.'),
-        (micro, 6, 'Z'),
+        (year.clamp(0, 9999) as u32, 4, b'-'),
+        (month as u32, 2, b'-'),
+        (u32::from(day), 2, b'T'),
+        (u32::from(hour), 2, b':'),
+        (u32::from(minute), 2, b':'),
+        (u32::from(second), 2, b'.'),
+        (micro, 6, b'Z'),
     ];
-    let mut out = String::with_capacity(27);
     for (value, width, separator) in parts {
         for place in (0..width).rev() {
-            out.push(char::from(b'0' + (value / 10u32.pow(place) % 10) as u8));
+            out.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
         }
         out.push(separator);
     }
-    out
 }
 
 /// `text` without the characters a Cosmos DB id cannot hold (`/`, `\`,
 /// `?`, `#`), percent-encoded (and `%` itself, so that two texts stay two
 /// ids). Kafka group ids may hold any of them; topic names cannot.
-fn id_safe(text: &str) -> std::borrow::Cow<'_, str> {
+fn id_safe(text: &str) -> Cow<'_, str> {
     const UNSAFE: [char; 5] = ['/', '\\', '?', '#', '%'];
     if !text.contains(UNSAFE) {
         return text.into();
@@ -367,6 +378,12 @@ mod tests {
         );
         assert_eq!(trace_id("garbage"), None);
         assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
+    }
+
+    fn timestamp(at: SystemTime) -> String {
+        let mut out = Vec::new();
+        write_timestamp(&mut out, at);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -28,7 +28,8 @@ use thiserror::Error;
 
 pub use cosmos::{CosmosSettings, CosmosSink};
 pub use event::{
-    Document, EncodedDocument, Lineage, Origin, Prediction, Source, TRACEPARENT_HEADER,
+    Document, EncodedDocument, Lineage, ModelFragments, Origin, Prediction, Source,
+    TRACEPARENT_HEADER,
 };
 pub use file::FileSink;
 pub use sink::{Sink, SinkError, SinkFuture};
