@@ -9,6 +9,7 @@ mod response;
 /// The V2 request parser, shared with the Kafka transport.
 pub(crate) use request::parse as parse_request;
 
+use actix_web::http::header::HeaderName;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,8 +19,11 @@ use super::AppState;
 use crate::model::{LoadedModel, ModelEntry, VersionState};
 use crate::ServeError;
 
-/// The binary extension's header: how many leading body bytes are JSON.
-pub const INFERENCE_HEADER_LENGTH: &str = "Inference-Header-Content-Length";
+/// The binary extension's header (`Inference-Header-Content-Length`): how
+/// many leading body bytes are JSON. A `HeaderName`, because looking a
+/// header up by text parses the text on every request.
+pub const INFERENCE_HEADER_LENGTH: HeaderName =
+    HeaderName::from_static("inference-header-content-length");
 
 /// Output names this server returns for every classifier.
 pub const LABEL_OUTPUT: &str = "label";
@@ -145,7 +149,7 @@ pub async fn infer_model(
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .ok_or_else(|| {
                     ServeError::invalid(format!(
-                        "header {INFERENCE_HEADER_LENGTH} must be a byte count"
+                        "header Inference-Header-Content-Length must be a byte count"
                     ))
                 })?,
         ),
