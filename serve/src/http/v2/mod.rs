@@ -148,9 +148,9 @@ pub async fn infer_model(
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .ok_or_else(|| {
-                    ServeError::invalid(format!(
-                        "header Inference-Header-Content-Length must be a byte count"
-                    ))
+                    ServeError::invalid(
+                        "header Inference-Header-Content-Length must be a byte count",
+                    )
                 })?,
         ),
     };
