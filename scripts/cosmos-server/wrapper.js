@@ -182,6 +182,7 @@ const OPERATION = Buffer.from('{"operationType":');
 // Answers a transactional batch as done without storing it (discard_writes).
 function discardBatch(req, res) {
   const chunks = [];
+  req.on("error", () => {}); // a client gone mid-body: nothing to answer
   req.on("data", (chunk) => chunks.push(chunk));
   req.on("end", () => {
     const body = Buffer.concat(chunks);
