@@ -9,7 +9,7 @@
 # costs serve, and that CPU came out of wrk's core (capping the cosmos runs'
 # load) or out of the server's. It runs on the load generator's core at
 # normal priority, so that it answers as promptly as a remote service
-# would (answering costs it about 8 % of the core at 32 connections); at
+# would (answering costs it 2-8 % of the core at 32 connections); at
 # low priority wrk starved it, its slow answers held the telemetry writer
 # back, and fewer documents written flattered the ratio. The headline is
 # each mode's requests/s over off's, with requests per server CPU-second
