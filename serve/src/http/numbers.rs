@@ -202,7 +202,7 @@ fn number(bytes: &[u8], start: usize) -> Result<(f64, usize), String> {
         at = read_digits(bytes, fraction_start, &mut mantissa);
         fraction_digits = at - fraction_start;
     }
-    let plain = (integer_digits == 1 || (integer_digits > 1 && bytes[integer_start] != b'0'))
+    let plain = integer_part_valid(bytes, integer_start, integer_digits)
         && (!point || fraction_digits > 0)
         && integer_digits + fraction_digits <= 15
         && !matches!(bytes.get(at), Some(b'e' | b'E'));
@@ -226,9 +226,9 @@ fn any_number(bytes: &[u8], start: usize) -> Result<(f64, usize), String> {
     let integer_start = at;
     at = read_digits(bytes, at, &mut mantissa);
     let mut digits = at - integer_start;
-    // JSON's grammar: digits before the point, no leading zero, digits
+    // JSON's grammar: an integer part (see `integer_part_valid`), digits
     // after the point and in the exponent.
-    let mut well_formed = digits == 1 || (digits > 1 && bytes[integer_start] != b'0');
+    let mut well_formed = integer_part_valid(bytes, integer_start, digits);
     let mut exponent: i64 = 0;
     if bytes.get(at) == Some(&b'.') {
         at += 1;
@@ -274,6 +274,13 @@ fn any_number(bytes: &[u8], start: usize) -> Result<(f64, usize), String> {
     text.parse::<f64>()
         .map(|value| (value, at))
         .map_err(|e| format!("invalid number `{text}`: {e}"))
+}
+
+/// Whether the `digits` digits at `bytes[start..]` are a JSON number's
+/// integer part: at least one, and no leading zero.
+#[inline(always)]
+fn integer_part_valid(bytes: &[u8], start: usize, digits: usize) -> bool {
+    digits == 1 || (digits > 1 && bytes[start] != b'0')
 }
 
 /// Appends the ASCII digits at `bytes[at..]` to `mantissa` (wrapping: the
